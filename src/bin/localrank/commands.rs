@@ -1,0 +1,103 @@
+//! Subcommand definitions and their thin drivers.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use localrank::model::convert::{convert_to_file, ConvertOptions};
+use localrank::Embedder;
+
+#[derive(Parser)]
+#[command(
+    name = "localrank",
+    version,
+    about = "Private product re-ranking with a quantized MiniLM"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a sentence-transformers BERT folder (model.safetensors, config.json,
+    /// tokenizer.json) to localrank's single-file GGUF.
+    Convert {
+        #[arg(long)]
+        input: PathBuf,
+        /// f32, f16, q8_0 or q4_0: storage of the linear layers and word embeddings.
+        #[arg(long, default_value = "q8_0")]
+        dtype: String,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value = "sentence-transformers/all-MiniLM-L6-v2")]
+        model_id: String,
+    },
+    /// Read UTF-8 texts from stdin, one per line; write one JSON array of floats per line.
+    Embed {
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Benchmarks that print a table (never a pass/fail).
+    Bench {
+        #[command(subcommand)]
+        what: crate::bench::BenchCommand,
+    },
+}
+
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Convert {
+            input,
+            dtype,
+            output,
+            model_id,
+        } => {
+            let options = ConvertOptions {
+                input_dir: &input,
+                dtype: &dtype,
+                model_id: &model_id,
+            };
+            let bytes = convert_to_file(&options, &output).map_err(|e| e.to_string())?;
+            eprintln!("wrote {} ({dtype}, {bytes} bytes)", output.display());
+            Ok(())
+        }
+        Command::Embed { model } => embed(&model),
+        Command::Bench { what } => crate::bench::run(what),
+    }
+}
+
+pub fn load_model(path: &std::path::Path) -> Result<Embedder, String> {
+    Embedder::from_path(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Embeds stdin in chunks so a long input streams instead of waiting for end of file.
+fn embed(model: &std::path::Path) -> Result<(), String> {
+    const CHUNK: usize = 256;
+    let embedder = load_model(model)?;
+    let stdin = std::io::stdin();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut chunk: Vec<String> = Vec::with_capacity(CHUNK);
+    let mut line_number = 0usize;
+    let flush_chunk = |chunk: &mut Vec<String>, out: &mut BufWriter<_>| -> Result<(), String> {
+        let vectors = embedder.embed(chunk).map_err(|e| e.to_string())?;
+        for row in vectors.rows() {
+            serde_json::to_writer(&mut *out, row).map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
+        }
+        chunk.clear();
+        Ok(())
+    };
+    for line in stdin.lock().lines() {
+        line_number += 1;
+        let line = line.map_err(|e| format!("stdin line {line_number} is not UTF-8 text: {e}"))?;
+        chunk.push(line.strip_suffix('\r').map(str::to_string).unwrap_or(line));
+        if chunk.len() == CHUNK {
+            flush_chunk(&mut chunk, &mut out)?;
+        }
+    }
+    if !chunk.is_empty() {
+        flush_chunk(&mut chunk, &mut out)?;
+    }
+    out.flush().map_err(|e| e.to_string())
+}

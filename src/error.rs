@@ -1,0 +1,63 @@
+//! The one error type of the core. Every message names what is wrong and, where it can, what to
+//! do about it: these strings reach a storefront developer's console through the wasm boundary.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The model bytes are not a model this crate can run.
+    #[error("model file: {0}")]
+    Model(String),
+
+    /// A record (candidate, event, options) from outside failed validation. `record` names it,
+    /// e.g. `candidates[17].id`.
+    #[error("{record}: {problem}")]
+    InvalidInput { record: String, problem: String },
+
+    /// Tokenizing failed (the tokenizer.json inside the model is unusable, or a text broke it).
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// A numeric failure inside the encoder; a bug, not a user error.
+    #[error("inference failed: {0}")]
+    Inference(String),
+
+    /// Saved state (exported history) that cannot be read back.
+    #[error("saved state: {0}")]
+    State(String),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn model(message: impl Into<String>) -> Self {
+        Error::Model(message.into())
+    }
+
+    pub fn invalid(record: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            record: record.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(err: candle_core::Error) -> Self {
+        Error::Inference(err.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,135 @@
+//! The sentence embedder: one GGUF file in, L2-normalised vectors out.
+//!
+//! `Embedder` ties the model file ([`gguf`]), the tokenizer it carries ([`tokenize`]) and the
+//! quantized encoder ([`bert`]) together, and batches texts by length so padding costs little.
+
+pub mod bert;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
+pub mod gguf;
+pub mod tokenize;
+
+use crate::error::{Error, Result};
+use bert::BertEncoder;
+use gguf::ModelFile;
+use tokenize::{length_buckets, pad_batch, TextTokenizer};
+
+/// At most this many texts run through the encoder together.
+pub const MAX_BATCH_ROWS: usize = 32;
+/// At most this many padded tokens per batch (a few MB of activations), unless one text is longer.
+pub const MAX_BATCH_TOKENS: usize = 32 * 128;
+/// BERT's [PAD] id; masked out, so its value never matters.
+const PAD_ID: u32 = 0;
+
+pub struct Embedder {
+    encoder: BertEncoder,
+    tokenizer: TextTokenizer,
+    model_id: String,
+    weight_dtype: String,
+}
+
+/// Row-major `len x dim` embeddings, each row L2-normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Embeddings {
+    pub fn len(&self) -> usize {
+        self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn row(&self, index: usize) -> &[f32] {
+        &self.data[index * self.dim..(index + 1) * self.dim]
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
+        self.data.chunks_exact(self.dim.max(1))
+    }
+}
+
+impl Embedder {
+    /// Loads a model from the bytes of a `localrank convert` GGUF file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut file = ModelFile::from_bytes(bytes)?;
+        let tokenizer = TextTokenizer::from_json(&file.tokenizer_json, file.config.max_seq_len)?;
+        let encoder = BertEncoder::new(&mut file)?;
+        Ok(Embedder {
+            encoder,
+            tokenizer,
+            model_id: file.model_id,
+            weight_dtype: file.weight_dtype,
+        })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_path(path: &std::path::Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(format!("cannot read model {}", path.display()), e))?;
+        Self::from_bytes(&bytes)
+    }
+
+    pub fn dim(&self) -> usize {
+        self.encoder.config().hidden_size
+    }
+
+    /// The model's identity, e.g. `sentence-transformers/all-MiniLM-L6-v2`; with the weight dtype
+    /// it keys embedding caches, so vectors of two models never mix.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    pub fn weight_dtype(&self) -> &str {
+        &self.weight_dtype
+    }
+
+    pub fn max_seq_len(&self) -> usize {
+        self.encoder.config().max_seq_len
+    }
+
+    /// Token count of a text after truncation, [CLS] and [SEP] included.
+    pub fn token_count(&self, text: &str) -> Result<usize> {
+        Ok(self.tokenizer.encode(text)?.len())
+    }
+
+    pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Embeddings> {
+        self.embed_with_progress(texts, &mut |_, _| {})
+    }
+
+    /// Embeds texts in order; `progress(done, total)` is called after each batch.
+    pub fn embed_with_progress<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Embeddings> {
+        let dim = self.dim();
+        let sequences = texts
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                self.tokenizer
+                    .encode(text.as_ref())
+                    .map_err(|e| Error::invalid(format!("texts[{index}]"), e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
+        let mut data = vec![0f32; texts.len() * dim];
+        let mut done = 0;
+        for bucket in length_buckets(&lengths, MAX_BATCH_ROWS, MAX_BATCH_TOKENS) {
+            let members: Vec<&[u32]> = bucket.iter().map(|&i| sequences[i].as_slice()).collect();
+            let vectors = self.encoder.embed_batch(&pad_batch(&members, PAD_ID))?;
+            for (row, &index) in bucket.iter().enumerate() {
+                data[index * dim..(index + 1) * dim]
+                    .copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
+            }
+            done += bucket.len();
+            progress(done, texts.len());
+        }
+        Ok(Embeddings { dim, data })
+    }
+}

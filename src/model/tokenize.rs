@@ -1,0 +1,149 @@
+//! Text to token ids, and token ids to padded batches.
+//!
+//! The shipped all-MiniLM-L6-v2 `tokenizer.json` pads and truncates every text to 128 tokens.
+//! sentence-transformers truncates at `max_seq_length` = 256 and pads only within a batch, so we
+//! turn the file's padding off, truncate at the model's `max_seq_len` ([CLS] and [SEP] included),
+//! and pad per batch ourselves with an attention mask that the pooling honours.
+
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::error::{Error, Result};
+
+/// Texts are cut to this many bytes before tokenizing. 256 WordPiece tokens of any natural text
+/// fit in far less (a word over 100 characters is already a single [UNK]), so this only bounds the
+/// work a megabyte-long description can cause; it never changes a realistic embedding.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+pub struct TextTokenizer {
+    inner: Tokenizer,
+}
+
+/// A batch ready for the encoder: `ids` and `mask` are row-major `rows x seq_len`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub rows: usize,
+    pub seq_len: usize,
+    pub ids: Vec<u32>,
+    pub mask: Vec<f32>,
+}
+
+impl TextTokenizer {
+    pub fn from_json(json: &str, max_seq_len: usize) -> Result<Self> {
+        let mut inner: Tokenizer = json.parse().map_err(|e| {
+            Error::Tokenizer(format!("the model's tokenizer.json is unusable: {e}"))
+        })?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_seq_len,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Tokenizer(format!("cannot truncate at {max_seq_len}: {e}")))?;
+        Ok(TextTokenizer { inner })
+    }
+
+    /// Token ids of one text, special tokens included, at most `max_seq_len` long.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(cut_at_char_boundary(text, MAX_TEXT_BYTES), true)
+            .map_err(|e| Error::Tokenizer(format!("cannot tokenize text: {e}")))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+}
+
+fn cut_at_char_boundary(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Pads sequences to the longest among them, with mask 1 for real tokens and 0 for padding.
+pub fn pad_batch(sequences: &[&[u32]], pad_id: u32) -> Batch {
+    let seq_len = sequences.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(sequences.len() * seq_len);
+    let mut mask = Vec::with_capacity(sequences.len() * seq_len);
+    for sequence in sequences {
+        ids.extend_from_slice(sequence);
+        mask.extend(std::iter::repeat_n(1.0, sequence.len()));
+        let padding = seq_len - sequence.len();
+        ids.extend(std::iter::repeat_n(pad_id, padding));
+        mask.extend(std::iter::repeat_n(0.0, padding));
+    }
+    Batch {
+        rows: sequences.len(),
+        seq_len,
+        ids,
+        mask,
+    }
+}
+
+/// Groups sequence indices into batches of similar length (longest first), so little compute is
+/// spent on padding. Each batch has at most `max_rows` sequences and, unless a single sequence is
+/// longer, at most `max_tokens` padded tokens.
+pub fn length_buckets(lengths: &[usize], max_rows: usize, max_tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    // Stable sort: equal lengths keep input order, so batching is deterministic.
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for index in order {
+        let fits = batches.last().is_some_and(|batch| {
+            // Sorted longest first: the batch's first member sets its padded length.
+            let padded = lengths[batch[0]] * (batch.len() + 1);
+            batch.len() < max_rows.max(1) && padded <= max_tokens
+        });
+        if fits {
+            batches.last_mut().expect("checked non-empty").push(index);
+        } else {
+            batches.push(vec![index]);
+        }
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_batch_masks_only_padding() {
+        let batch = pad_batch(&[&[101, 7, 102], &[101, 102]], 0);
+        assert_eq!(batch.seq_len, 3);
+        assert_eq!(batch.ids, vec![101, 7, 102, 101, 102, 0]);
+        assert_eq!(batch.mask, vec![1.0, 1.0, 1.0, 1.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn buckets_cover_every_index_once_and_respect_limits() {
+        let lengths = [5, 200, 7, 7, 30, 2, 256, 9];
+        let batches = length_buckets(&lengths, 3, 400);
+        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        seen.sort();
+        assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+        for batch in &batches {
+            assert!(batch.len() <= 3);
+            let longest = batch.iter().map(|&i| lengths[i]).max().unwrap();
+            assert!(
+                batch.len() == 1 || longest * batch.len() <= 400,
+                "{batch:?}"
+            );
+        }
+        assert_eq!(
+            batches[0],
+            vec![6],
+            "the 256-token text is alone within 400 tokens"
+        );
+    }
+
+    #[test]
+    fn cutting_never_splits_a_character() {
+        let text = "é".repeat(10); // two bytes each
+        assert_eq!(cut_at_char_boundary(&text, 5), "éé");
+        assert_eq!(cut_at_char_boundary("abc", 10), "abc");
+    }
+}
