@@ -4,11 +4,13 @@
 //! ([`model`]) turns product text into vectors. The browser boundary lives in `wasm` (built only
 //! for wasm32) and the command-line tools in `src/bin/localrank.rs`; both only call this core.
 
+pub mod cache;
 pub mod error;
 pub mod model;
+pub mod records;
 
 #[cfg(target_arch = "wasm32")]
-mod wasm;
+pub mod wasm;
 
 pub use error::{Error, Result};
 pub use model::{Embedder, Embeddings};

@@ -5,10 +5,10 @@
 //! erf, post-layer-norm), plus that model's pooling: the mean of the last hidden states over the
 //! real tokens (padding excluded by the attention mask), then L2 normalisation.
 //!
-//! candle-transformers has an f32 BERT but no quantized one; this is ours. Every linear layer is a
-//! `QMatMul`, so Q8_0/Q4_0 weights run through candle's quantized kernels (simd128 in wasm) and
-//! F32/F16 files through the ordinary matmul. The word-embedding table stays quantized: only the
-//! looked-up rows are dequantized.
+//! candle-transformers has an f32 BERT but no quantized one; this is ours. Weights arrive as
+//! Q8_0/Q4_0/F16/F32 `QTensor`s. The word-embedding table (half the parameters) stays quantized
+//! in memory and only looked-up rows are dequantized; linear layers are dequantized at load (see
+//! `Weights::linear` for the measurements behind that).
 
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -81,9 +81,14 @@ impl Weights<'_> {
         Ok(self.take(name)?.dequantize(&Device::Cpu)?)
     }
 
+    /// Linear weights are dequantized once, here. candle's quantized matmul also quantizes the
+    /// activations, on kernels that differ per CPU (x86 AVX512 repacks to 256-blocks; wasm has
+    /// simd128 32-blocks): measured, it was 2x slower than f32 natively and its browser vectors
+    /// missed the native ones by cosine 0.998. Dequantized, both targets run the same f32 math.
+    /// The file (the download) stays Q8_0/Q4_0, and so does the word-embedding table in memory.
     fn linear(&mut self, prefix: &str) -> Result<Linear> {
         Ok(Linear {
-            weight: QMatMul::from_qtensor(self.take(&format!("{prefix}.weight"))?)?,
+            weight: QMatMul::Tensor(self.dense(&format!("{prefix}.weight"))?),
             bias: self.dense(&format!("{prefix}.bias"))?,
         })
     }
