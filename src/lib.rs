@@ -1,16 +1,23 @@
 //! localrank: private product re-ranking that runs where the shopper is.
 //!
 //! The core is plain Rust and knows nothing of the browser: a quantized MiniLM sentence encoder
-//! ([`model`]) turns product text into vectors. The browser boundary lives in `wasm` (built only
+//! ([`model`]) turns product text into vectors; the shopper's history becomes an interest
+//! [`profile`]; [`rerank`] orders the store's candidates for that profile with reasons; the
+//! [`Recommender`] holds it all together. The browser boundary lives in `wasm` (built only
 //! for wasm32) and the command-line tools in `src/bin/localrank.rs`; both only call this core.
 
 pub mod cache;
 pub mod error;
 pub mod model;
+pub mod profile;
+pub mod recommender;
 pub mod records;
+pub mod rerank;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
 pub use error::{Error, Result};
 pub use model::{Embedder, Embeddings};
+pub use recommender::Recommender;
+pub use records::{Candidate, Event, EventKind, Options, Ranked, Reason, ReasonKind};

@@ -103,7 +103,8 @@ pub struct Ranked {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Options {
-    /// 0 = order by score only, 1 = maximal spread (maximal marginal relevance). Default 0.15.
+    /// 0 = order by score only, 1 = maximal spread (maximal marginal relevance plus coverage of
+    /// each interest). Default 0.25.
     pub diversity: f64,
     /// Weight of the server's prior against relevance to the shopper, 0..1. Default 0.3.
     pub server_weight: f64,
@@ -118,7 +119,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            diversity: 0.15,
+            diversity: 0.25,
             server_weight: 0.3,
             half_life_days: 14.0,
             exclude_purchased: true,

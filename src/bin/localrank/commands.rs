@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use localrank::model::convert::{convert_to_file, ConvertOptions};
-use localrank::Embedder;
+use localrank::records::{parse_json_array, parse_json_lines};
+use localrank::{Candidate, Embedder, Event, Options, Recommender};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,23 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Re-rank a candidate list for a history; writes the ranked results as a JSON array.
+    Rank {
+        #[arg(long)]
+        model: PathBuf,
+        /// JSON Lines, one event per line: {"kind": "view", "at": 1700000000000, "item": {...}}.
+        #[arg(long)]
+        history: PathBuf,
+        /// A JSON array of candidates: [{"id": "...", "title": "...", ...}].
+        #[arg(long)]
+        candidates: PathBuf,
+        /// "Now" in epoch milliseconds, for the age of events (default: the clock).
+        #[arg(long)]
+        now: Option<f64>,
+        /// Options as JSON, e.g. '{"diversity": 0.2, "limit": 10}'.
+        #[arg(long)]
+        options: Option<String>,
+    },
     /// Benchmarks that print a table (never a pass/fail).
     Bench {
         #[command(subcommand)]
@@ -63,6 +81,13 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Embed { model } => embed(&model),
+        Command::Rank {
+            model,
+            history,
+            candidates,
+            now,
+            options,
+        } => rank(&model, &history, &candidates, now, options.as_deref()),
         Command::Bench { what } => crate::bench::run(what),
     }
 }
@@ -100,4 +125,38 @@ fn embed(model: &std::path::Path) -> Result<(), String> {
         flush_chunk(&mut chunk, &mut out)?;
     }
     out.flush().map_err(|e| e.to_string())
+}
+
+fn read(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn rank(
+    model: &std::path::Path,
+    history: &std::path::Path,
+    candidates: &std::path::Path,
+    now: Option<f64>,
+    options: Option<&str>,
+) -> Result<(), String> {
+    let history: Vec<Event> =
+        parse_json_lines(&read(history)?, "history").map_err(|e| e.to_string())?;
+    let candidates: Vec<Candidate> =
+        parse_json_array(&read(candidates)?, "candidates").map_err(|e| e.to_string())?;
+    let options: Option<Options> = options
+        .map(|json| serde_json::from_str(json).map_err(|e| format!("--options: {e}")))
+        .transpose()?;
+    let now = now.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_millis() as f64)
+    });
+    let mut recommender = Recommender::new(load_model(model)?, None).map_err(|e| e.to_string())?;
+    let ranked = recommender
+        .rerank_for(&history, &candidates, options.as_ref(), now)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&ranked).map_err(|e| e.to_string())?
+    );
+    Ok(())
 }

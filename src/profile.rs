@@ -1,0 +1,230 @@
+//! The shopper's interest profile: history events, embedded, weighted by kind and age, grouped
+//! into a handful of interests.
+//!
+//! Weights: purchase 3 > cart 2 > view 1; a search is strong intent (2) that fades twice as fast;
+//! a dismissal pushes its product and near-twins away. Age halves an event's weight every
+//! `halfLifeDays`. A shopper is several interests, not one average: the positive events are
+//! clustered (greedy leader clustering in weight order, so it is deterministic) into at most
+//! `MAX_INTERESTS` centroids, so someone who buys trail shoes and baby clothes is matched on both.
+//! Where products carry the store's collaborative vectors, the profile keeps them beside the text
+//! vectors: the language model knows what a product is, the vectors what people buy together.
+
+use std::collections::HashSet;
+
+use crate::cache::Vector;
+use crate::records::{EventKind, Options};
+
+pub const MAX_INTERESTS: usize = 5;
+/// A history vector at least this similar to an interest's centroid joins that interest.
+const JOIN_SIMILARITY: f32 = 0.45;
+const MS_PER_DAY: f64 = 86_400_000.0;
+
+pub fn kind_weight(kind: EventKind) -> f64 {
+    match kind {
+        EventKind::Purchase => 3.0,
+        EventKind::Cart => 2.0,
+        EventKind::View => 1.0,
+        EventKind::Search => 2.0,
+        EventKind::Dismiss => 1.0,
+    }
+}
+
+/// Exponential decay by age; searches fade twice as fast (intent, not taste). Events from the
+/// future (a skewed clock) count as new.
+pub fn age_weight(kind: EventKind, at_ms: f64, now_ms: f64, half_life_days: f64) -> f64 {
+    let half_life = if kind == EventKind::Search {
+        half_life_days / 2.0
+    } else {
+        half_life_days
+    };
+    let age_days = ((now_ms - at_ms) / MS_PER_DAY).max(0.0);
+    0.5f64.powf(age_days / half_life)
+}
+
+/// One history event, ready for scoring.
+#[derive(Clone)]
+pub struct ProfileEntry {
+    pub kind: EventKind,
+    /// Kind weight x age weight (always positive; dismissals are kept apart).
+    pub weight: f64,
+    pub text: Vector,
+    /// Unit-length collaborative vector, where the product had one.
+    pub collaborative: Option<Vec<f32>>,
+    /// The product's id (None for searches).
+    pub item_id: Option<String>,
+    /// The product's title, or the search query.
+    pub label: String,
+}
+
+pub struct Interest {
+    pub centroid: Vec<f32>,
+    pub weight: f64,
+}
+
+pub struct Profile {
+    /// Positive events (views, carts, purchases, searches), heaviest first.
+    pub positives: Vec<ProfileEntry>,
+    pub dismissed: Vec<ProfileEntry>,
+    pub interests: Vec<Interest>,
+    /// Weighted mean of the positives' collaborative vectors (unit length), if any had one.
+    pub collaborative_centroid: Option<Vec<f32>>,
+    pub purchased: HashSet<String>,
+}
+
+impl Profile {
+    pub fn build(mut entries: Vec<ProfileEntry>, _options: &Options) -> Profile {
+        let purchased = entries
+            .iter()
+            .filter(|e| e.kind == EventKind::Purchase)
+            .filter_map(|e| e.item_id.clone())
+            .collect();
+        let (dismissed, mut positives): (Vec<_>, Vec<_>) = entries
+            .drain(..)
+            .partition(|e| e.kind == EventKind::Dismiss);
+        // Heaviest first; the stable sort keeps history order among equals.
+        positives.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+        let interests = cluster(&positives);
+        let collaborative_centroid = weighted_mean(
+            positives
+                .iter()
+                .filter_map(|e| e.collaborative.as_deref().map(|v| (v, e.weight))),
+        );
+        Profile {
+            positives,
+            dismissed,
+            interests,
+            collaborative_centroid,
+            purchased,
+        }
+    }
+
+    /// True when the history says nothing about taste: the server's order stands.
+    pub fn is_empty(&self) -> bool {
+        self.positives.is_empty() && self.dismissed.is_empty()
+    }
+
+    pub fn max_weight(&self) -> f64 {
+        self.positives.first().map_or(1.0, |e| e.weight)
+    }
+}
+
+fn cluster(positives: &[ProfileEntry]) -> Vec<Interest> {
+    let mut sums: Vec<(Vec<f32>, f64)> = Vec::new();
+    for entry in positives {
+        let best = sums
+            .iter()
+            .enumerate()
+            .map(|(index, (sum, _))| (index, cosine(sum, &entry.text)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+        let join = match best {
+            Some((index, similarity))
+                if similarity >= JOIN_SIMILARITY || sums.len() == MAX_INTERESTS =>
+            {
+                Some(index)
+            }
+            _ => None,
+        };
+        match join {
+            Some(index) => {
+                let (sum, weight) = &mut sums[index];
+                add_scaled(sum, &entry.text, entry.weight as f32);
+                *weight += entry.weight;
+            }
+            None => {
+                let mut sum = vec![0.0; entry.text.len()];
+                add_scaled(&mut sum, &entry.text, entry.weight as f32);
+                sums.push((sum, entry.weight));
+            }
+        }
+    }
+    sums.into_iter()
+        .map(|(mut centroid, weight)| {
+            normalise(&mut centroid);
+            Interest { centroid, weight }
+        })
+        .collect()
+}
+
+fn weighted_mean<'a>(vectors: impl Iterator<Item = (&'a [f32], f64)>) -> Option<Vec<f32>> {
+    let mut sum: Option<Vec<f32>> = None;
+    for (vector, weight) in vectors {
+        let sum = sum.get_or_insert_with(|| vec![0.0; vector.len()]);
+        if sum.len() == vector.len() {
+            add_scaled(sum, vector, weight as f32);
+        }
+    }
+    sum.map(|mut s| {
+        normalise(&mut s);
+        s
+    })
+}
+
+fn add_scaled(sum: &mut [f32], vector: &[f32], scale: f32) {
+    for (s, v) in sum.iter_mut().zip(vector) {
+        *s += v * scale;
+    }
+}
+
+pub fn normalise(vector: &mut [f32]) {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Cosine similarity; 0 for a zero vector.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let norms = dot(a, a).sqrt() * dot(b, b).sqrt();
+    if norms > 0.0 {
+        dot(a, b) / norms
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_halve_every_half_life_and_searches_fade_faster() {
+        let day = MS_PER_DAY;
+        assert!((age_weight(EventKind::View, 0.0, 14.0 * day, 14.0) - 0.5).abs() < 1e-12);
+        assert!((age_weight(EventKind::Search, 0.0, 14.0 * day, 14.0) - 0.25).abs() < 1e-12);
+        assert_eq!(
+            age_weight(EventKind::View, 10.0 * day, 0.0, 14.0),
+            1.0,
+            "future counts as new"
+        );
+        assert!(kind_weight(EventKind::Purchase) > kind_weight(EventKind::Cart));
+        assert!(kind_weight(EventKind::Cart) > kind_weight(EventKind::View));
+    }
+
+    fn entry(text: Vec<f32>, weight: f64) -> ProfileEntry {
+        ProfileEntry {
+            kind: EventKind::View,
+            weight,
+            text: text.into(),
+            collaborative: None,
+            item_id: None,
+            label: String::new(),
+        }
+    }
+
+    #[test]
+    fn two_distinct_interests_stay_apart_and_similar_ones_merge() {
+        let entries = vec![
+            entry(vec![1.0, 0.0, 0.0], 2.0),
+            entry(vec![0.0, 1.0, 0.0], 1.0),
+            entry(vec![0.9, 0.1, 0.0], 1.0),
+        ];
+        let profile = Profile::build(entries, &Options::default());
+        assert_eq!(profile.interests.len(), 2);
+        assert_eq!(profile.interests[0].weight, 3.0);
+        assert!(profile.interests[0].centroid[0] > 0.99);
+    }
+}

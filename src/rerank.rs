@@ -1,0 +1,328 @@
+//! Re-ranking: relevance to the shopper's profile, blended with the server's prior, spread by
+//! maximal marginal relevance (Carbonell & Goldstein 1998), each result with its reason.
+//!
+//! - Relevance (about 0..1) mixes the best-matching interest centroid with the single most
+//!   similar history item (which also becomes the reason), in text space and, where candidates
+//!   and history carry them, in the store's collaborative space. Dismissed products and their
+//!   near-twins are pushed down.
+//! - The server's prior is its score min-max normalised, or its list order when it sent none.
+//! - Without history the output is exactly the server's order. Everything is deterministic:
+//!   ties keep the server's order.
+
+use crate::cache::Vector;
+use crate::profile::{cosine, Profile, ProfileEntry};
+use crate::records::{Candidate, EventKind, Options, Ranked, Reason, ReasonKind};
+
+/// A history item must be at least this similar to a candidate to be named as its reason.
+const REASON_SIMILARITY: f32 = 0.30;
+/// Dismissal pushes away products at least this similar to the dismissed one.
+const DISMISS_SIMILARITY: f32 = 0.45;
+/// The dismissed product itself is pushed this far (relevance is about 0..1): to the bottom.
+const DISMISSED_ITSELF_PENALTY: f64 = 2.0;
+/// MiniLM cosines of unrelated product texts sit near 0.1-0.2 and of clearly related ones near
+/// 0.5-0.7. Relevance is mapped linearly from [RELEVANCE_FLOOR, RELEVANCE_FLOOR + RELEVANCE_SPAN]
+/// to [0, 1] (clamped), so it is on the same scale as the server's prior. A fixed map, not a
+/// per-list min-max: a list where nothing relates must not have its noise stretched to 0..1.
+const RELEVANCE_FLOOR: f64 = 0.15;
+const RELEVANCE_SPAN: f64 = 0.45;
+/// Diversity is applied to this many top positions; the tail keeps its score order.
+const MMR_WINDOW: usize = 100;
+
+pub struct CandidateInput<'a> {
+    pub candidate: &'a Candidate,
+    pub text: Vector,
+    /// Unit-length collaborative vector, where the candidate had one.
+    pub collaborative: Option<Vec<f32>>,
+}
+
+/// The server's preference in 0..1: its score min-max normalised (all equal = all 1), or, when
+/// any candidate lacks a score, its list order (first = 1, last = 0).
+pub fn server_prior(candidates: &[CandidateInput]) -> Vec<f64> {
+    let n = candidates.len();
+    let scores: Option<Vec<f64>> = candidates.iter().map(|c| c.candidate.score).collect();
+    match scores {
+        Some(scores) if n > 0 => {
+            let min = scores.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            scores
+                .iter()
+                .map(|s| {
+                    if max > min {
+                        (s - min) / (max - min)
+                    } else {
+                        1.0
+                    }
+                })
+                .collect()
+        }
+        _ => (0..n)
+            .map(|i| {
+                if n > 1 {
+                    1.0 - i as f64 / (n - 1) as f64
+                } else {
+                    1.0
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Indices in the server's order: prior descending, list order among ties.
+fn server_order(prior: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..prior.len()).collect();
+    order.sort_by(|&a, &b| prior[b].total_cmp(&prior[a]).then(a.cmp(&b)));
+    order
+}
+
+struct Scored {
+    relevance: f64,
+    reason: Reason,
+}
+
+pub fn rerank(profile: &Profile, inputs: &[CandidateInput], options: &Options) -> Vec<Ranked> {
+    let prior = server_prior(inputs);
+    let server_rank = rank_positions(&server_order(&prior));
+    if profile.is_empty() {
+        let order = server_order(&prior);
+        return finish(order, inputs, &prior, None, options);
+    }
+    let scored: Vec<Scored> = inputs.iter().map(|c| score_candidate(profile, c)).collect();
+    let blended: Vec<f64> = scored
+        .iter()
+        .zip(&prior)
+        .map(|(s, p)| (1.0 - options.server_weight) * s.relevance + options.server_weight * p)
+        .collect();
+    let coverage = InterestCoverage::new(profile, inputs);
+    let mut order = diversify(inputs, &blended, &server_rank, &coverage, options.diversity);
+    if options.exclude_purchased {
+        // A stable partition: purchased products keep their relative order, at the end.
+        let (bought, rest): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .partition(|&i| profile.purchased.contains(&inputs[i].candidate.id));
+        order = rest.into_iter().chain(bought).collect();
+    }
+    let reasons: Vec<Reason> = scored.into_iter().map(|s| s.reason).collect();
+    finish(order, inputs, &blended, Some(reasons), options)
+}
+
+fn finish(
+    order: Vec<usize>,
+    inputs: &[CandidateInput],
+    scores: &[f64],
+    mut reasons: Option<Vec<Reason>>,
+    options: &Options,
+) -> Vec<Ranked> {
+    let limit = if options.limit == 0 {
+        order.len()
+    } else {
+        options.limit.min(order.len())
+    };
+    order
+        .into_iter()
+        .take(limit)
+        .map(|i| Ranked {
+            id: inputs[i].candidate.id.clone(),
+            score: scores[i],
+            reason: reasons.as_mut().map_or_else(Reason::server, |r| {
+                std::mem::replace(&mut r[i], Reason::server())
+            }),
+        })
+        .collect()
+}
+
+fn rank_positions(order: &[usize]) -> Vec<usize> {
+    let mut rank = vec![0; order.len()];
+    for (position, &index) in order.iter().enumerate() {
+        rank[index] = position;
+    }
+    rank
+}
+
+/// Similarity of a history entry to a candidate, in text space and, where both have one, in
+/// collaborative space (averaged).
+fn entry_similarity(entry: &ProfileEntry, candidate: &CandidateInput) -> f32 {
+    let text = cosine(&entry.text, &candidate.text);
+    match (&entry.collaborative, &candidate.collaborative) {
+        (Some(a), Some(b)) if a.len() == b.len() => 0.5 * (text + cosine(a, b)),
+        _ => text,
+    }
+}
+
+fn score_candidate(profile: &Profile, candidate: &CandidateInput) -> Scored {
+    let max_weight = profile.max_weight();
+    // The nearest history item, weighted: an item-to-item match, and the reason.
+    let nearest = profile
+        .positives
+        .iter()
+        .map(|entry| {
+            let similarity = entry_similarity(entry, candidate);
+            (
+                entry,
+                similarity,
+                similarity as f64 * (0.5 + 0.5 * entry.weight / max_weight),
+            )
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2));
+    let max_interest = profile
+        .interests
+        .iter()
+        .map(|i| i.weight)
+        .fold(0.0, f64::max);
+    let interest = profile
+        .interests
+        .iter()
+        .map(|i| {
+            cosine(&i.centroid, &candidate.text) as f64 * (0.6 + 0.4 * i.weight / max_interest)
+        })
+        .fold(0.0, f64::max);
+    let mut relevance = match nearest {
+        Some((_, _, weighted)) => 0.5 * interest + 0.5 * weighted,
+        None => 0.0,
+    };
+    if let (Some(centroid), Some(vector)) =
+        (&profile.collaborative_centroid, &candidate.collaborative)
+    {
+        if centroid.len() == vector.len() {
+            relevance = 0.5 * relevance + 0.5 * cosine(centroid, vector) as f64;
+        }
+    }
+    let relevance = calibrate(relevance) - dismissal_penalty(profile, candidate);
+    let reason = match nearest {
+        Some((entry, similarity, _)) if similarity >= REASON_SIMILARITY => reason_from(entry),
+        _ => Reason::server(),
+    };
+    Scored { relevance, reason }
+}
+
+/// DISMISSED_ITSELF_PENALTY for a dismissed product itself; for others, 1 at identical text
+/// falling linearly to 0 at DISMISS_SIMILARITY. Scaled by the dismissal's age weight.
+fn dismissal_penalty(profile: &Profile, candidate: &CandidateInput) -> f64 {
+    profile
+        .dismissed
+        .iter()
+        .map(|d| {
+            if d.item_id.as_deref() == Some(candidate.candidate.id.as_str()) {
+                return DISMISSED_ITSELF_PENALTY * d.weight;
+            }
+            let similarity = cosine(&d.text, &candidate.text);
+            let closeness =
+                ((similarity - DISMISS_SIMILARITY) / (1.0 - DISMISS_SIMILARITY)).max(0.0);
+            closeness as f64 * d.weight
+        })
+        .fold(0.0, f64::max)
+}
+
+fn calibrate(similarity: f64) -> f64 {
+    ((similarity - RELEVANCE_FLOOR) / RELEVANCE_SPAN).clamp(0.0, 1.0)
+}
+
+fn reason_from(entry: &ProfileEntry) -> Reason {
+    match entry.kind {
+        EventKind::Search => Reason {
+            kind: ReasonKind::Search,
+            item_id: None,
+            title: Some(entry.label.clone()),
+        },
+        _ => Reason {
+            kind: ReasonKind::Similar,
+            item_id: entry.item_id.clone(),
+            title: Some(entry.label.clone()),
+        },
+    }
+}
+
+/// How well each candidate serves each of the shopper's interests, for intent-aware
+/// diversification (xQuAD, Santos et al. 2010): an interest already served by picked products
+/// counts less, so a second interest is not crowded out by a dominant one.
+struct InterestCoverage {
+    /// Interest weight share, summing to 1.
+    shares: Vec<f64>,
+    /// affinity[candidate][interest] in 0..1 (calibrated cosine to the interest's centroid).
+    affinity: Vec<Vec<f64>>,
+}
+
+impl InterestCoverage {
+    fn new(profile: &Profile, inputs: &[CandidateInput]) -> Self {
+        let total: f64 = profile.interests.iter().map(|i| i.weight).sum();
+        let shares = profile
+            .interests
+            .iter()
+            .map(|i| i.weight / total.max(f64::MIN_POSITIVE))
+            .collect();
+        let affinity = inputs
+            .iter()
+            .map(|c| {
+                profile
+                    .interests
+                    .iter()
+                    .map(|i| calibrate(cosine(&i.centroid, &c.text) as f64))
+                    .collect()
+            })
+            .collect();
+        InterestCoverage { shares, affinity }
+    }
+
+    /// Gain of picking `candidate` given how much of each interest is still unserved.
+    fn gain(&self, candidate: usize, unserved: &[f64]) -> f64 {
+        self.shares
+            .iter()
+            .zip(&self.affinity[candidate])
+            .zip(unserved)
+            .map(|((share, affinity), left)| share * affinity * left)
+            .sum()
+    }
+}
+
+/// Greedy diversification over the top `MMR_WINDOW` by score: each next pick maximises
+/// (1 - diversity) * score + diversity * (interest coverage gain - max similarity to what is
+/// already picked), i.e. maximal marginal relevance plus xQuAD's coverage. Ties go to the
+/// server's earlier rank.
+fn diversify(
+    inputs: &[CandidateInput],
+    scores: &[f64],
+    server_rank: &[usize],
+    coverage: &InterestCoverage,
+    diversity: f64,
+) -> Vec<usize> {
+    let mut by_score: Vec<usize> = (0..inputs.len()).collect();
+    by_score.sort_by(|&a, &b| {
+        scores[b]
+            .total_cmp(&scores[a])
+            .then(server_rank[a].cmp(&server_rank[b]))
+    });
+    if diversity <= 0.0 {
+        return by_score;
+    }
+    let window = by_score.len().min(MMR_WINDOW);
+    let tail = by_score.split_off(window);
+    let mut remaining = by_score;
+    let mut picked = Vec::with_capacity(window + tail.len());
+    let mut max_similarity = vec![0.0f64; inputs.len()];
+    let mut unserved = vec![1.0f64; coverage.shares.len()];
+    while !remaining.is_empty() {
+        let marginal = |i: usize| {
+            (1.0 - diversity) * scores[i]
+                + diversity * (coverage.gain(i, &unserved) - max_similarity[i])
+        };
+        let (position, &best) = remaining
+            .iter()
+            .enumerate()
+            .max_by(|(_, &a), (_, &b)| {
+                marginal(a)
+                    .total_cmp(&marginal(b))
+                    .then(server_rank[b].cmp(&server_rank[a]))
+            })
+            .expect("non-empty");
+        remaining.remove(position);
+        picked.push(best);
+        for (left, affinity) in unserved.iter_mut().zip(&coverage.affinity[best]) {
+            *left *= 1.0 - affinity;
+        }
+        for &other in &remaining {
+            let similarity = cosine(&inputs[best].text, &inputs[other].text).max(0.0) as f64;
+            max_similarity[other] = max_similarity[other].max(similarity);
+        }
+    }
+    picked.extend(tail);
+    picked
+}

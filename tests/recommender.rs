@@ -1,0 +1,554 @@
+//! The recommender on a small hand-written catalog (tests/fixtures/catalog.json: 38 products in
+//! running, kitchen, baby, electronics, garden and books), with the real q8_0 model.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use common::*;
+use localrank::records::{parse_json_array, MAX_CANDIDATES};
+use localrank::{Candidate, Embedder, Event, EventKind, Options, Ranked, ReasonKind, Recommender};
+
+const NOW: f64 = 1_700_000_000_000.0;
+const DAY: f64 = 86_400_000.0;
+
+fn catalog() -> Vec<Candidate> {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/catalog.json")).unwrap();
+    parse_json_array(&text, "catalog").unwrap()
+}
+
+fn item(id: &str) -> Candidate {
+    catalog()
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no {id} in catalog"))
+}
+
+/// One recommender per test binary (its embedding cache makes the tests fast), behind a lock;
+/// each test starts from an empty history.
+fn recommender() -> MutexGuard<'static, Recommender> {
+    static SHARED: OnceLock<Mutex<Recommender>> = OnceLock::new();
+    let mut guard = SHARED
+        .get_or_init(|| {
+            let embedder = Embedder::from_path(&model_path("q8_0")).unwrap();
+            Mutex::new(Recommender::new(embedder, None).unwrap())
+        })
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    guard.clear();
+    guard
+}
+
+fn event(kind: EventKind, id: &str, days_ago: f64) -> Event {
+    Event {
+        kind,
+        at: NOW - days_ago * DAY,
+        item: Some(item(id)),
+        query: None,
+    }
+}
+
+fn search(query: &str, days_ago: f64) -> Event {
+    Event {
+        kind: EventKind::Search,
+        at: NOW - days_ago * DAY,
+        item: None,
+        query: Some(query.into()),
+    }
+}
+
+/// The catalog minus the given ids, in catalog order (the server's order, no scores).
+fn candidates_without(ids: &[&str]) -> Vec<Candidate> {
+    catalog()
+        .into_iter()
+        .filter(|c| !ids.contains(&c.id.as_str()))
+        .collect()
+}
+
+fn ids(ranked: &[Ranked]) -> Vec<&str> {
+    ranked.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn position(ranked: &[Ranked], id: &str) -> usize {
+    ranked
+        .iter()
+        .position(|r| r.id == id)
+        .unwrap_or_else(|| panic!("{id} not ranked"))
+}
+
+fn rank(rec: &mut Recommender, history: &[Event], candidates: &[Candidate]) -> Vec<Ranked> {
+    rec.rerank_for(history, candidates, None, NOW).unwrap()
+}
+
+fn category_of(id: &str) -> &str {
+    id.split('-').next().unwrap()
+}
+
+#[test]
+fn trail_shoe_viewer_gets_running_products_above_kitchenware() {
+    let mut rec = recommender();
+    let viewed = ["run-1", "run-3", "run-9"];
+    let history: Vec<Event> = viewed
+        .iter()
+        .enumerate()
+        .map(|(i, id)| event(EventKind::View, id, 3.0 - i as f64))
+        .collect();
+    // Kitchen first in the server's list, so relevance has to overcome the prior.
+    let mut candidates: Vec<Candidate> = candidates_without(&viewed);
+    candidates.sort_by_key(|c| category_of(&c.id) != "kit");
+    let ranked = rank(&mut rec, &history, &candidates);
+    println!("trail-shoe viewer: {:?}", &ids(&ranked)[..8]);
+    let best_kitchen = ranked
+        .iter()
+        .position(|r| category_of(&r.id) == "kit")
+        .unwrap();
+    let running_above: Vec<&str> = ranked[..best_kitchen]
+        .iter()
+        .map(|r| r.id.as_str())
+        .filter(|id| category_of(id) == "run")
+        .collect();
+    assert!(
+        running_above.len() >= 3,
+        "running products above the first kitchen item: {running_above:?}"
+    );
+    assert_eq!(category_of(&ranked[0].id), "run");
+}
+
+#[test]
+fn two_interests_both_reach_the_top_five() {
+    let mut rec = recommender();
+    let history = vec![
+        event(EventKind::Purchase, "run-1", 5.0),
+        event(EventKind::View, "run-3", 4.0),
+        event(EventKind::View, "bab-1", 2.0),
+        event(EventKind::Cart, "bab-2", 1.0),
+    ];
+    let ranked = rank(
+        &mut rec,
+        &history,
+        &candidates_without(&["run-1", "run-3", "bab-1", "bab-2"]),
+    );
+    let top5: Vec<&str> = ids(&ranked)[..5].to_vec();
+    println!("two interests, top five: {top5:?}");
+    assert!(
+        top5.iter().any(|id| category_of(id) == "run"),
+        "no running item in {top5:?}"
+    );
+    assert!(
+        top5.iter().any(|id| category_of(id) == "bab"),
+        "no baby item in {top5:?}"
+    );
+}
+
+#[test]
+fn dismissing_pushes_the_item_and_its_near_twins_down() {
+    let mut rec = recommender();
+    let viewed = vec![
+        event(EventKind::View, "run-1", 2.0),
+        event(EventKind::View, "run-2", 1.0),
+    ];
+    let candidates = candidates_without(&["run-1", "run-2"]);
+    let before = rank(&mut rec, &viewed, &candidates);
+    let mut history = viewed.clone();
+    history.push(event(EventKind::Dismiss, "run-3", 0.5));
+    let after = rank(&mut rec, &history, &candidates);
+    println!(
+        "waterproof trail shoes: {} -> {}; zero-drop trail shoes: {} -> {}",
+        position(&before, "run-3"),
+        position(&after, "run-3"),
+        position(&before, "run-9"),
+        position(&after, "run-9")
+    );
+    assert!(
+        position(&after, "run-3") > position(&before, "run-3") + 10,
+        "the dismissed item itself sinks"
+    );
+    assert!(
+        position(&after, "run-9") > position(&before, "run-9"),
+        "its near-twin (another trail shoe) sinks too"
+    );
+}
+
+#[test]
+fn a_recent_search_outweighs_older_views() {
+    let mut rec = recommender();
+    let history = vec![
+        event(EventKind::View, "kit-1", 20.0),
+        event(EventKind::View, "kit-2", 19.0),
+        event(EventKind::View, "kit-3", 18.0),
+        search("baby clothes", 0.1),
+    ];
+    let ranked = rank(
+        &mut rec,
+        &history,
+        &candidates_without(&["kit-1", "kit-2", "kit-3"]),
+    );
+    println!("search after old views: {:?}", &ids(&ranked)[..5]);
+    assert_eq!(category_of(&ranked[0].id), "bab");
+    assert_eq!(ranked[0].reason.kind, ReasonKind::Search);
+    assert_eq!(ranked[0].reason.title.as_deref(), Some("baby clothes"));
+}
+
+#[test]
+fn cold_start_is_exactly_the_server_order() {
+    let mut rec = recommender();
+    let candidates = catalog();
+    let ranked = rank(&mut rec, &[], &candidates);
+    assert_eq!(
+        ids(&ranked),
+        candidates.iter().map(|c| c.id.as_str()).collect::<Vec<_>>()
+    );
+    assert!(ranked.iter().all(|r| r.reason.kind == ReasonKind::Server));
+    // With server scores: descending score, list order among ties.
+    let scored: Vec<Candidate> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Candidate {
+            score: Some((i % 5) as f64),
+            ..c.clone()
+        })
+        .collect();
+    let ranked = rank(&mut rec, &[], &scored);
+    let mut expected: Vec<(usize, &Candidate)> = scored.iter().enumerate().collect();
+    expected.sort_by(|a, b| {
+        b.1.score
+            .unwrap()
+            .total_cmp(&a.1.score.unwrap())
+            .then(a.0.cmp(&b.0))
+    });
+    assert_eq!(
+        ids(&ranked),
+        expected
+            .iter()
+            .map(|(_, c)| c.id.as_str())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn reasons_name_the_history_item_that_pulled_a_result_up() {
+    let mut rec = recommender();
+    let history = vec![
+        event(EventKind::View, "kit-5", 1.0),
+        event(EventKind::View, "gar-2", 1.0),
+    ];
+    let ranked = rank(&mut rec, &history, &candidates_without(&["kit-5", "gar-2"]));
+    let raised_bed = &ranked[position(&ranked, "gar-3")];
+    println!("gar-3 reason: {:?}", raised_bed.reason);
+    assert_eq!(raised_bed.reason.kind, ReasonKind::Similar);
+    assert_eq!(raised_bed.reason.item_id.as_deref(), Some("gar-2"));
+    assert_eq!(raised_bed.reason.title.as_deref(), Some("Pruning shears"));
+    let similar: Vec<&Ranked> = ranked
+        .iter()
+        .filter(|r| r.reason.kind == ReasonKind::Similar)
+        .collect();
+    assert!(!similar.is_empty());
+    for r in similar {
+        let source = r.reason.item_id.as_deref().unwrap();
+        assert!(
+            ["kit-5", "gar-2"].contains(&source),
+            "{} names {source}, not in history",
+            r.id
+        );
+    }
+}
+
+#[test]
+fn purchased_items_go_last_when_asked() {
+    let mut rec = recommender();
+    let history = vec![event(EventKind::Purchase, "run-1", 1.0)];
+    let candidates = catalog();
+    let demoted = rec
+        .rerank_for(&history, &candidates, Some(&Options::default()), NOW)
+        .unwrap();
+    assert_eq!(demoted.last().unwrap().id, "run-1");
+    let kept = Options {
+        exclude_purchased: false,
+        ..Options::default()
+    };
+    let ranked = rec
+        .rerank_for(&history, &candidates, Some(&kept), NOW)
+        .unwrap();
+    assert!(
+        position(&ranked, "run-1") < 3,
+        "without demotion the bought item is the most similar"
+    );
+}
+
+#[test]
+fn limit_and_stored_history_work_together() {
+    let mut rec = recommender();
+    rec.record(event(EventKind::View, "run-1", 1.0)).unwrap();
+    rec.record(event(EventKind::View, "bab-1", 1.0)).unwrap();
+    let options = Options {
+        limit: 5,
+        ..Options::default()
+    };
+    let ranked = rec.rerank(&catalog(), Some(&options), NOW).unwrap();
+    assert_eq!(ranked.len(), 5);
+    assert_eq!(
+        rec.history().len(),
+        2,
+        "ranking does not consume the history"
+    );
+    assert_eq!(rec.forget("run-1"), 1);
+    assert_eq!(rec.history().len(), 1);
+}
+
+// ---- bad input: clear errors naming record and field; failed calls change nothing ----
+
+fn rerank_error(candidates: &[Candidate]) -> String {
+    let mut rec = recommender();
+    rec.record(event(EventKind::View, "run-1", 1.0)).unwrap();
+    let err = rec.rerank(candidates, None, NOW).unwrap_err().to_string();
+    assert_eq!(rec.history().len(), 1, "a failed rerank keeps the history");
+    err
+}
+
+#[test]
+fn malformed_candidates_are_named_by_index_and_field() {
+    let mut list = catalog()[..4].to_vec();
+    list[2].id = String::new();
+    assert_eq!(rerank_error(&list), "candidates[2].id: is empty");
+
+    let mut list = catalog()[..4].to_vec();
+    list[1].title = "  ".into();
+    assert_eq!(rerank_error(&list), "candidates[1].title: is empty");
+
+    let mut list = catalog()[..4].to_vec();
+    list[3].id = list[0].id.clone();
+    assert!(
+        rerank_error(&list).starts_with("candidates[3].id: 'run-1' duplicates candidates[0].id")
+    );
+
+    for bad in [f64::NAN, f64::INFINITY] {
+        let mut list = catalog()[..4].to_vec();
+        list[1].score = Some(bad);
+        assert_eq!(
+            rerank_error(&list),
+            format!("candidates[1].score: is {bad}, not a finite number")
+        );
+    }
+
+    let many: Vec<Candidate> = (0..=MAX_CANDIDATES)
+        .map(|i| Candidate {
+            id: format!("p{i}"),
+            ..catalog()[0].clone()
+        })
+        .collect();
+    assert!(rerank_error(&many).contains(&format!("the limit is {MAX_CANDIDATES}")));
+
+    let missing_id = r#"[{"title": "ok", "id": "a"}, {"title": "no id"}]"#;
+    let err = parse_json_array::<Candidate>(missing_id, "candidates")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "candidates[1]: missing field `id`");
+}
+
+#[test]
+fn unknown_event_kinds_and_incomplete_events_are_refused() {
+    let mut rec = recommender();
+    let err = serde_json::from_str::<Event>(r#"{"kind": "click", "at": 1}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown variant `click`"), "{err}");
+    let no_item = Event {
+        kind: EventKind::View,
+        at: NOW,
+        item: None,
+        query: None,
+    };
+    assert_eq!(
+        rec.record(no_item).unwrap_err().to_string(),
+        "event.item: is missing (a View event needs the product)"
+    );
+    let empty_search = Event {
+        kind: EventKind::Search,
+        at: NOW,
+        item: None,
+        query: Some(" ".into()),
+    };
+    assert_eq!(
+        rec.record(empty_search).unwrap_err().to_string(),
+        "event.query: is empty"
+    );
+    let bad_time = Event {
+        at: f64::NAN,
+        ..event(EventKind::View, "run-1", 0.0)
+    };
+    assert!(rec
+        .record(bad_time)
+        .unwrap_err()
+        .to_string()
+        .starts_with("event.at:"));
+    assert!(rec.history().is_empty(), "nothing invalid was stored");
+}
+
+#[test]
+fn huge_and_odd_text_is_ranked_not_refused() {
+    let mut rec = recommender();
+    let mut list = catalog()[..5].to_vec();
+    list[0].description = Some("trail ".repeat(500_000)); // 3 MB
+    list[1].title = "Z\u{0351}\u{0363}a\u{036b}\u{0343}l\u{0352}g\u{0344}o \u{202e}reversed\u{202c} \u{fffd}\u{200b}".into();
+    list[2].title = "👟🏃‍♀️⛰️".into();
+    list[3].title = "\u{0}\u{1}control\u{7f}".into();
+    rec.record(event(EventKind::View, "run-1", 1.0)).unwrap();
+    let ranked = rec.rerank(&list, None, NOW).unwrap();
+    assert_eq!(ranked.len(), 5);
+}
+
+#[test]
+fn bad_options_are_named() {
+    let mut rec = recommender();
+    let options = Options {
+        diversity: 1.5,
+        ..Options::default()
+    };
+    let err = rec
+        .rerank(&catalog(), Some(&options), NOW)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "options.diversity: 1.5 is not within 0..1");
+    let err = serde_json::from_str::<Options>(r#"{"diversty": 0.2}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `diversty`"), "{err}");
+}
+
+#[test]
+fn failed_import_keeps_the_history_and_export_round_trips() {
+    let mut rec = recommender();
+    rec.record(event(EventKind::View, "run-1", 2.0)).unwrap();
+    rec.record(search("espresso", 1.0)).unwrap();
+    let saved = rec.export_state();
+    assert!(rec
+        .import_state(b"{not json")
+        .unwrap_err()
+        .to_string()
+        .starts_with("saved state: not a localrank export"));
+    let bad_event = br#"{"version": 1, "events": [{"kind": "view", "at": 1}]}"#;
+    assert_eq!(
+        rec.import_state(bad_event).unwrap_err().to_string(),
+        "saved state: events[0].item: is missing (a View event needs the product)"
+    );
+    assert_eq!(rec.history().len(), 2, "failed imports change nothing");
+    rec.clear();
+    rec.import_state(&saved).unwrap();
+    assert_eq!(rec.export_state(), saved);
+}
+
+#[test]
+fn history_is_bounded_dropping_the_oldest() {
+    use localrank::recommender::MAX_HISTORY_EVENTS;
+    let mut rec = recommender();
+    for i in 0..MAX_HISTORY_EVENTS + 5 {
+        rec.record(Event {
+            at: NOW + i as f64,
+            ..event(EventKind::View, "run-1", 0.0)
+        })
+        .unwrap();
+    }
+    assert_eq!(rec.history().len(), MAX_HISTORY_EVENTS);
+    assert_eq!(
+        rec.history()
+            .iter()
+            .map(|e| e.at)
+            .fold(f64::INFINITY, f64::min),
+        NOW + 5.0
+    );
+}
+
+// ---- properties ----
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scenario() -> impl Strategy<Value = (Vec<usize>, Vec<(usize, u8, u16)>, u8)> {
+        let catalog_len = 38usize;
+        (
+            proptest::sample::subsequence((0..catalog_len).collect::<Vec<_>>(), 1..20)
+                .prop_shuffle(),
+            proptest::collection::vec((0..catalog_len, 0u8..5, 0u16..60), 0..8),
+            0u8..=10,
+        )
+    }
+
+    fn build(candidate_ix: &[usize], events: &[(usize, u8, u16)]) -> (Vec<Candidate>, Vec<Event>) {
+        let catalog = catalog();
+        let candidates = candidate_ix.iter().map(|&i| catalog[i].clone()).collect();
+        let kinds = [
+            EventKind::View,
+            EventKind::Cart,
+            EventKind::Purchase,
+            EventKind::Dismiss,
+            EventKind::Search,
+        ];
+        let history = events
+            .iter()
+            .map(|&(i, k, days)| {
+                let kind = kinds[k as usize];
+                let at = NOW - days as f64 * DAY;
+                if kind == EventKind::Search {
+                    Event {
+                        kind,
+                        at,
+                        item: None,
+                        query: Some(catalog[i].title.clone()),
+                    }
+                } else {
+                    Event {
+                        kind,
+                        at,
+                        item: Some(catalog[i].clone()),
+                        query: None,
+                    }
+                }
+            })
+            .collect();
+        (candidates, history)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn output_is_a_deterministic_permutation((cix, events, diversity) in scenario()) {
+            let (candidates, history) = build(&cix, &events);
+            let options = Options { diversity: diversity as f64 / 10.0, ..Options::default() };
+            let mut rec = recommender();
+            let first = rec.rerank_for(&history, &candidates, Some(&options), NOW).unwrap();
+            let second = rec.rerank_for(&history, &candidates, Some(&options), NOW).unwrap();
+            prop_assert_eq!(&first, &second);
+            let mut got: Vec<&str> = ids(&first);
+            let mut want: Vec<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
+            got.sort();
+            want.sort();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn cold_start_keeps_the_server_order((cix, _events, diversity) in scenario()) {
+            let (candidates, _) = build(&cix, &[]);
+            let options = Options { diversity: diversity as f64 / 10.0, ..Options::default() };
+            let ranked = recommender().rerank_for(&[], &candidates, Some(&options), NOW).unwrap();
+            prop_assert_eq!(ids(&ranked), candidates.iter().map(|c| c.id.as_str()).collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn export_then_import_gives_the_same_rankings((cix, events, _d) in scenario()) {
+            let (candidates, history) = build(&cix, &events);
+            let mut rec = recommender();
+            for event in history {
+                rec.record(event).unwrap();
+            }
+            let before = rec.rerank(&candidates, None, NOW).unwrap();
+            let saved = rec.export_state();
+            rec.clear();
+            rec.import_state(&saved).unwrap();
+            prop_assert_eq!(before, rec.rerank(&candidates, None, NOW).unwrap());
+        }
+    }
+}
