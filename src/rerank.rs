@@ -150,19 +150,24 @@ fn entry_similarity(entry: &ProfileEntry, candidate: &CandidateInput) -> f32 {
 
 fn score_candidate(profile: &Profile, candidate: &CandidateInput) -> Scored {
     let max_weight = profile.max_weight();
-    // The nearest history item, weighted: an item-to-item match, and the reason.
-    let nearest = profile
+    let similarities: Vec<f32> = profile
         .positives
         .iter()
-        .map(|entry| {
-            let similarity = entry_similarity(entry, candidate);
-            (
-                entry,
-                similarity,
-                similarity as f64 * (0.5 + 0.5 * entry.weight / max_weight),
-            )
-        })
-        .max_by(|a, b| a.2.total_cmp(&b.2));
+        .map(|entry| entry_similarity(entry, candidate))
+        .collect();
+    // An item-to-item match: the nearest history item, weighted by its kind and age.
+    let nearest = similarities
+        .iter()
+        .zip(&profile.positives)
+        .map(|(&similarity, entry)| similarity as f64 * (0.5 + 0.5 * entry.weight / max_weight))
+        .max_by(f64::total_cmp);
+    // The reason names the most similar history item, whatever its weight: that is what a
+    // shopper recognises in "because you viewed ...". Ties go to the heavier (earlier) entry.
+    let most_similar = similarities
+        .iter()
+        .zip(&profile.positives)
+        .rev()
+        .max_by(|a, b| a.0.total_cmp(b.0));
     let max_interest = profile
         .interests
         .iter()
@@ -175,10 +180,7 @@ fn score_candidate(profile: &Profile, candidate: &CandidateInput) -> Scored {
             cosine(&i.centroid, &candidate.text) as f64 * (0.6 + 0.4 * i.weight / max_interest)
         })
         .fold(0.0, f64::max);
-    let mut relevance = match nearest {
-        Some((_, _, weighted)) => 0.5 * interest + 0.5 * weighted,
-        None => 0.0,
-    };
+    let mut relevance = nearest.map_or(0.0, |weighted| 0.5 * interest + 0.5 * weighted);
     if let (Some(centroid), Some(vector)) =
         (&profile.collaborative_centroid, &candidate.collaborative)
     {
@@ -187,8 +189,8 @@ fn score_candidate(profile: &Profile, candidate: &CandidateInput) -> Scored {
         }
     }
     let relevance = calibrate(relevance) - dismissal_penalty(profile, candidate);
-    let reason = match nearest {
-        Some((entry, similarity, _)) if similarity >= REASON_SIMILARITY => reason_from(entry),
+    let reason = match most_similar {
+        Some((&similarity, entry)) if similarity >= REASON_SIMILARITY => reason_from(entry),
         _ => Reason::server(),
     };
     Scored { relevance, reason }

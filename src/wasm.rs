@@ -3,6 +3,7 @@
 //! failure is a `JsError` whose message says what to fix: nothing here may panic on input.
 
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -62,5 +63,165 @@ impl JsEmbedder {
     #[wasm_bindgen(getter, js_name = weightDtype)]
     pub fn weight_dtype(&self) -> String {
         self.inner.weight_dtype().to_string()
+    }
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** A product the store's server proposes. `score`: the server's own, higher is better. */
+export interface Candidate {
+  id: string;
+  title: string;
+  description?: string;
+  categories?: string[];
+  price?: number;
+  score?: number;
+  /** The store's collaborative item vector (aggregate, not personal). */
+  vector?: number[];
+}
+export type EventKind = "view" | "cart" | "purchase" | "search" | "dismiss";
+/** Something the shopper did. `at`: epoch ms. `item` for view/cart/purchase/dismiss, `query` for search. */
+export interface ShopperEvent {
+  kind: EventKind;
+  at: number;
+  item?: Omit<Candidate, "score">;
+  query?: string;
+}
+export interface Reason {
+  kind: "similar" | "search" | "server";
+  itemId?: string;
+  title?: string;
+}
+export interface Ranked {
+  id: string;
+  score: number;
+  reason: Reason;
+}
+/** Defaults: diversity 0.25, serverWeight 0.3, halfLifeDays 14, excludePurchased true, limit 0 (all). */
+export interface RankOptions {
+  diversity?: number;
+  serverWeight?: number;
+  halfLifeDays?: number;
+  excludePurchased?: boolean;
+  limit?: number;
+}
+"#;
+
+/// serde-wasm-bindgen's messages come as "Error: missing field `id`"; the prefix says nothing.
+fn conversion_message(err: serde_wasm_bindgen::Error) -> String {
+    let text = err.to_string();
+    text.strip_prefix("Error: ")
+        .map(str::to_string)
+        .unwrap_or(text)
+}
+
+/// Reads an optional JS value (undefined/null = None) as a typed record.
+fn optional_record<T: serde::de::DeserializeOwned>(
+    value: JsValue,
+    name: &str,
+) -> Result<Option<T>, JsError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    serde_wasm_bindgen::from_value(value)
+        .map(Some)
+        .map_err(|e| JsError::new(&format!("{name}: {}", conversion_message(e))))
+}
+
+/// Reads a JS array of records one element at a time, so an error names the element.
+fn records_from<T: serde::de::DeserializeOwned>(
+    value: JsValue,
+    name: &str,
+) -> Result<Vec<T>, JsError> {
+    let array: js_sys::Array = value
+        .dyn_into()
+        .map_err(|_| JsError::new(&format!("{name} must be an array")))?;
+    array
+        .iter()
+        .enumerate()
+        .map(|(index, element)| {
+            serde_wasm_bindgen::from_value(element)
+                .map_err(|e| JsError::new(&format!("{name}[{index}]: {}", conversion_message(e))))
+        })
+        .collect()
+}
+
+fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&format!("cannot convert result: {e}")))
+}
+
+/// The private recommender: history in, ranked candidates with reasons out. The page keeps the
+/// history in IndexedDB via `exportState`/`importState`; nothing here touches the network.
+#[wasm_bindgen(js_name = Recommender)]
+pub struct JsRecommender {
+    inner: crate::Recommender,
+}
+
+#[wasm_bindgen(js_class = Recommender)]
+impl JsRecommender {
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        model_bytes: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "RankOptions | undefined")] options: JsValue,
+    ) -> Result<JsRecommender, JsError> {
+        let options = optional_record(options, "options")?;
+        let embedder = crate::Embedder::from_bytes(model_bytes).map_err(js_error)?;
+        let inner = crate::Recommender::new(embedder, options).map_err(js_error)?;
+        Ok(JsRecommender { inner })
+    }
+
+    /// Adds an event to the history (the oldest go beyond 1000). Invalid events are refused and
+    /// change nothing.
+    pub fn record(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "ShopperEvent")] event: JsValue,
+    ) -> Result<(), JsError> {
+        let event =
+            optional_record(event, "event")?.ok_or_else(|| JsError::new("event is missing"))?;
+        self.inner.record(event).map_err(js_error)
+    }
+
+    /// Ranks `candidates` for the stored history, now.
+    #[wasm_bindgen(unchecked_return_type = "Ranked[]")]
+    pub fn rerank(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Candidate[]")] candidates: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RankOptions | undefined")] options: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let candidates: Vec<crate::Candidate> = records_from(candidates, "candidates")?;
+        let options: Option<crate::Options> = optional_record(options, "options")?;
+        let ranked = self
+            .inner
+            .rerank(&candidates, options.as_ref(), js_sys::Date::now())
+            .map_err(js_error)?;
+        to_js(&ranked)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "ShopperEvent[]")]
+    pub fn history(&self) -> Result<JsValue, JsError> {
+        to_js(&self.inner.history())
+    }
+
+    /// Removes every event about a product; returns how many.
+    pub fn forget(&mut self, #[wasm_bindgen(js_name = itemId)] item_id: &str) -> usize {
+        self.inner.forget(item_id)
+    }
+
+    pub fn clear(&mut self) {
+        self.inner.clear()
+    }
+
+    /// The history as bytes (UTF-8 JSON) for IndexedDB or the shopper's own copy.
+    #[wasm_bindgen(js_name = exportState)]
+    pub fn export_state(&self) -> Vec<u8> {
+        self.inner.export_state()
+    }
+
+    /// Replaces the history with exported bytes, all or nothing.
+    #[wasm_bindgen(js_name = importState)]
+    pub fn import_state(&mut self, bytes: &[u8]) -> Result<(), JsError> {
+        self.inner.import_state(bytes).map_err(js_error)
     }
 }

@@ -5,7 +5,7 @@
 //! test in the browser has no file system; `python3 models/fetch.py` must have run first.
 #![cfg(target_arch = "wasm32")]
 
-use localrank::wasm::JsEmbedder as Embedder;
+use localrank::wasm::{JsEmbedder as Embedder, JsRecommender as Recommender};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
@@ -14,6 +14,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 static MODEL: &[u8] = include_bytes!("../models/all-MiniLM-L6-v2.q8_0.gguf");
 static TEXTS: &str = include_str!("fixtures/texts.json");
 static NATIVE_VECTORS: &str = include_str!("fixtures/native_q8_0_embeddings.json");
+static CATALOG: &str = include_str!("fixtures/catalog.json");
 
 fn js_strings(texts: &[String]) -> js_sys::Array {
     texts.iter().map(|t| JsValue::from_str(t)).collect()
@@ -91,6 +92,174 @@ fn non_string_texts_are_named() {
     let texts = js_sys::Array::of2(&JsValue::from_str("ok"), &JsValue::from_f64(3.0));
     let err = message(embedder.embed(texts).err().expect("a number is not a text"));
     assert_eq!(err, "texts[1] is not a string");
+}
+
+/// A JS value from JSON text, as a page would build it.
+fn js(json: &str) -> JsValue {
+    js_sys::JSON::parse(json).expect("valid JSON")
+}
+
+fn catalog_item(id: &str) -> String {
+    let catalog: Vec<serde_json::Value> = serde_json::from_str(CATALOG).unwrap();
+    catalog
+        .into_iter()
+        .find(|c| c["id"] == id)
+        .unwrap()
+        .to_string()
+}
+
+fn history_len(rec: &Recommender) -> u32 {
+    rec.history()
+        .unwrap()
+        .dyn_into::<js_sys::Array>()
+        .unwrap()
+        .length()
+}
+
+fn field(value: &JsValue, name: &str) -> JsValue {
+    js_sys::Reflect::get(value, &JsValue::from_str(name)).unwrap()
+}
+
+fn shopper_with_trail_views() -> Recommender {
+    let mut rec = Recommender::new(MODEL, JsValue::UNDEFINED).expect("recommender loads");
+    let now = js_sys::Date::now();
+    for (i, id) in ["run-1", "run-3", "run-9"].iter().enumerate() {
+        let event = format!(
+            r#"{{"kind": "view", "at": {}, "item": {}}}"#,
+            now - 1000.0 * (3 - i) as f64,
+            catalog_item(id)
+        );
+        rec.record(js(&event)).expect("event recorded");
+    }
+    rec
+}
+
+#[wasm_bindgen_test]
+fn recommender_ranks_end_to_end_with_reasons() {
+    let mut rec = shopper_with_trail_views();
+    assert_eq!(history_len(&rec), 3);
+    let candidates = js(CATALOG);
+    let ranked: js_sys::Array = rec
+        .rerank(candidates, js(r#"{"limit": 5}"#))
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    assert_eq!(ranked.length(), 5);
+    let first = ranked.get(0);
+    let id = field(&first, "id").as_string().unwrap();
+    assert!(id.starts_with("run-"), "first is {id}");
+    assert!(field(&first, "score").as_f64().unwrap().is_finite());
+    let reason = field(&first, "reason");
+    let kind = field(&reason, "kind").as_string().unwrap();
+    assert!(kind == "similar" || kind == "server", "{kind}");
+    // No history: the server's order exactly.
+    rec.clear();
+    let cold: js_sys::Array = rec
+        .rerank(js(CATALOG), JsValue::UNDEFINED)
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let catalog: Vec<serde_json::Value> = serde_json::from_str(CATALOG).unwrap();
+    for (i, item) in catalog.iter().enumerate() {
+        assert_eq!(
+            field(&cold.get(i as u32), "id").as_string().unwrap(),
+            item["id"].as_str().unwrap()
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+fn errors_arrive_as_js_errors_and_the_history_survives() {
+    let mut rec = shopper_with_trail_views();
+    let missing_id = message(
+        rec.rerank(
+            js(r#"[{"id": "a", "title": "A"}, {"title": "B"}]"#),
+            JsValue::UNDEFINED,
+        )
+        .err()
+        .unwrap(),
+    );
+    assert_eq!(missing_id, "candidates[1]: missing field `id`");
+    // NaN cannot be written in JSON, but a page can send it.
+    let nan = js(r#"[{"id": "a", "title": "A"}]"#);
+    js_sys::Reflect::set(
+        &js_sys::Array::from(&nan).get(0),
+        &"score".into(),
+        &JsValue::from_f64(f64::NAN),
+    )
+    .unwrap();
+    assert_eq!(
+        message(rec.rerank(nan, JsValue::UNDEFINED).err().unwrap()),
+        "candidates[0].score: is NaN, not a finite number"
+    );
+    let not_array = message(
+        rec.rerank(js(r#"{"id": "a"}"#), JsValue::UNDEFINED)
+            .err()
+            .unwrap(),
+    );
+    assert_eq!(not_array, "candidates must be an array");
+    let duplicate = message(
+        rec.rerank(
+            js(r#"[{"id": "a", "title": "A"}, {"id": "a", "title": "B"}]"#),
+            JsValue::UNDEFINED,
+        )
+        .err()
+        .unwrap(),
+    );
+    assert!(
+        duplicate.starts_with("candidates[1].id: 'a' duplicates"),
+        "{duplicate}"
+    );
+    let bad_kind = message(
+        rec.record(js(r#"{"kind": "click", "at": 1}"#))
+            .err()
+            .unwrap(),
+    );
+    assert!(bad_kind.contains("unknown variant `click`"), "{bad_kind}");
+    let bad_options = message(
+        rec.rerank(js(CATALOG), js(r#"{"serverWeight": 2}"#))
+            .err()
+            .unwrap(),
+    );
+    assert_eq!(bad_options, "options.serverWeight: 2 is not within 0..1");
+    let bad_import = message(rec.import_state(b"not json").err().unwrap());
+    assert!(
+        bad_import.starts_with("saved state: not a localrank export"),
+        "{bad_import}"
+    );
+    assert_eq!(
+        history_len(&rec),
+        3,
+        "no failed call lost or changed the history"
+    );
+}
+
+#[wasm_bindgen_test]
+fn export_import_and_forget() {
+    let mut rec = shopper_with_trail_views();
+    let saved = rec.export_state();
+    let before = order_and_reasons(rec.rerank(js(CATALOG), JsValue::UNDEFINED).unwrap());
+    assert_eq!(rec.forget("run-1"), 1);
+    assert_eq!(history_len(&rec), 2);
+    rec.import_state(&saved).unwrap();
+    assert_eq!(history_len(&rec), 3);
+    let after = order_and_reasons(rec.rerank(js(CATALOG), JsValue::UNDEFINED).unwrap());
+    assert_eq!(before, after);
+}
+
+/// Ids and reasons of a ranking. Scores are left out: `rerank` ages events by the real clock, so
+/// two calls a few milliseconds apart differ in the eighth digit.
+fn order_and_reasons(ranked: JsValue) -> Vec<String> {
+    js_sys::Array::from(&ranked)
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                field(&r, "id").as_string().unwrap(),
+                String::from(js_sys::JSON::stringify(&field(&r, "reason")).unwrap())
+            )
+        })
+        .collect()
 }
 
 fn web_sys_log(line: &str) {

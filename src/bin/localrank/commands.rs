@@ -56,6 +56,13 @@ enum Command {
         #[arg(long)]
         options: Option<String>,
     },
+    /// Show a scripted shopper re-ranking a catalog (JSON array of candidates), with reasons.
+    Demo {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        catalog: PathBuf,
+    },
     /// Benchmarks that print a table (never a pass/fail).
     Bench {
         #[command(subcommand)]
@@ -88,6 +95,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             now,
             options,
         } => rank(&model, &history, &candidates, now, options.as_deref()),
+        Command::Demo { model, catalog } => demo(&model, &catalog),
         Command::Bench { what } => crate::bench::run(what),
     }
 }
@@ -158,5 +166,77 @@ fn rank(
         "{}",
         serde_json::to_string_pretty(&ranked).map_err(|e| e.to_string())?
     );
+    Ok(())
+}
+
+/// Views the first three products of the catalog's first category, then ranks the rest.
+fn demo(model: &std::path::Path, catalog: &std::path::Path) -> Result<(), String> {
+    const DAY_MS: f64 = 86_400_000.0;
+    const SHOWN: usize = 8;
+    let catalog: Vec<Candidate> =
+        parse_json_array(&read(catalog)?, "catalog").map_err(|e| e.to_string())?;
+    let Some(category) = catalog.first().and_then(|c| c.categories.first()).cloned() else {
+        return Err("the catalog's first product has no category to build a shopper from".into());
+    };
+    let viewed: Vec<&Candidate> = catalog
+        .iter()
+        .filter(|c| c.categories.contains(&category))
+        .take(3)
+        .collect();
+    let now = 1_700_000_000_000.0;
+    let history: Vec<Event> = viewed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Event {
+            kind: localrank::EventKind::View,
+            at: now - (3 - i) as f64 * DAY_MS,
+            item: Some((*c).clone()),
+            query: None,
+        })
+        .collect();
+    // The server's list: the rest of the catalog, interleaved across categories (its "popular" mix).
+    let rest: Vec<Candidate> = catalog
+        .iter()
+        .filter(|c| !viewed.iter().any(|v| v.id == c.id))
+        .cloned()
+        .collect();
+    let mut server: Vec<Candidate> = rest
+        .iter()
+        .step_by(2)
+        .chain(rest.iter().skip(1).step_by(2))
+        .cloned()
+        .collect();
+    server.truncate(24);
+    let mut recommender = Recommender::new(load_model(model)?, None).map_err(|e| e.to_string())?;
+    let ranked = recommender
+        .rerank_for(&history, &server, None, now)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "The shopper viewed: {}",
+        viewed
+            .iter()
+            .map(|c| c.title.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("\nServer order (top {SHOWN}):");
+    for c in server.iter().take(SHOWN) {
+        println!("  {:<44} {}", c.title, c.categories.join(","));
+    }
+    println!("\nRe-ranked on this device (top {SHOWN}):");
+    let by_id: std::collections::HashMap<&str, &Candidate> =
+        server.iter().map(|c| (c.id.as_str(), c)).collect();
+    for r in ranked.iter().take(SHOWN) {
+        let because = match (&r.reason.kind, &r.reason.title) {
+            (localrank::ReasonKind::Similar, Some(t)) => format!("because you viewed {t}"),
+            (localrank::ReasonKind::Search, Some(q)) => format!("because you searched {q}"),
+            _ => "the store's pick".to_string(),
+        };
+        println!(
+            "  {:<44} {:.2}  {because}",
+            by_id[r.id.as_str()].title,
+            r.score
+        );
+    }
     Ok(())
 }
