@@ -93,6 +93,15 @@ impl EmbeddingCache {
         );
     }
 
+    /// Grows the cache to hold at least `capacity` vectors (never shrinks it).
+    pub fn reserve(&mut self, capacity: usize) {
+        if let Some(capacity) =
+            NonZeroUsize::new(capacity).filter(|c| c.get() > self.entries.cap().get())
+        {
+            self.entries.resize(capacity);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

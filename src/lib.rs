@@ -8,6 +8,8 @@
 
 pub mod cache;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod eval;
 pub mod model;
 pub mod profile;
 pub mod recommender;

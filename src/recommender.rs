@@ -51,8 +51,24 @@ impl Recommender {
         &self.options
     }
 
-    pub fn cache(&mut self) -> &mut EmbeddingCache {
-        &mut self.cache
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.stats()
+    }
+
+    /// Embeds a whole catalog up front (in batches, with `progress(done, total)`), so later
+    /// rankings only look vectors up. The cache grows to hold them all.
+    pub fn prime_cache(
+        &mut self,
+        candidates: &[Candidate],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        let texts: Vec<String> = candidates.iter().map(Candidate::embedding_text).collect();
+        self.cache.reserve(texts.len() + DEFAULT_CAPACITY);
+        let vectors = self.embedder.embed_with_progress(&texts, progress)?;
+        for (text, vector) in texts.into_iter().zip(vectors.rows()) {
+            self.cache.insert(&self.embedder, text, vector.into());
+        }
+        Ok(())
     }
 
     pub fn history(&self) -> &[Event] {

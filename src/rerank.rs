@@ -138,36 +138,20 @@ fn rank_positions(order: &[usize]) -> Vec<usize> {
     rank
 }
 
-/// Similarity of a history entry to a candidate, in text space and, where both have one, in
-/// collaborative space (averaged).
-fn entry_similarity(entry: &ProfileEntry, candidate: &CandidateInput) -> f32 {
-    let text = cosine(&entry.text, &candidate.text);
-    match (&entry.collaborative, &candidate.collaborative) {
-        (Some(a), Some(b)) if a.len() == b.len() => 0.5 * (text + cosine(a, b)),
-        _ => text,
-    }
-}
-
 fn score_candidate(profile: &Profile, candidate: &CandidateInput) -> Scored {
     let max_weight = profile.max_weight();
+    let recency = |entry: &ProfileEntry| 0.5 + 0.5 * entry.weight / max_weight;
     let similarities: Vec<f32> = profile
         .positives
         .iter()
-        .map(|entry| entry_similarity(entry, candidate))
+        .map(|entry| cosine(&entry.text, &candidate.text))
         .collect();
     // An item-to-item match: the nearest history item, weighted by its kind and age.
     let nearest = similarities
         .iter()
         .zip(&profile.positives)
-        .map(|(&similarity, entry)| similarity as f64 * (0.5 + 0.5 * entry.weight / max_weight))
+        .map(|(&similarity, entry)| similarity as f64 * recency(entry))
         .max_by(f64::total_cmp);
-    // The reason names the most similar history item, whatever its weight: that is what a
-    // shopper recognises in "because you viewed ...". Ties go to the heavier (earlier) entry.
-    let most_similar = similarities
-        .iter()
-        .zip(&profile.positives)
-        .rev()
-        .max_by(|a, b| a.0.total_cmp(b.0));
     let max_interest = profile
         .interests
         .iter()
@@ -180,20 +164,53 @@ fn score_candidate(profile: &Profile, candidate: &CandidateInput) -> Scored {
             cosine(&i.centroid, &candidate.text) as f64 * (0.6 + 0.4 * i.weight / max_interest)
         })
         .fold(0.0, f64::max);
-    let mut relevance = nearest.map_or(0.0, |weighted| 0.5 * interest + 0.5 * weighted);
-    if let (Some(centroid), Some(vector)) =
-        (&profile.collaborative_centroid, &candidate.collaborative)
-    {
-        if centroid.len() == vector.len() {
-            relevance = 0.5 * relevance + 0.5 * cosine(centroid, vector) as f64;
-        }
-    }
-    let relevance = calibrate(relevance) - dismissal_penalty(profile, candidate);
+    let text = nearest.map_or(0.0, |weighted| calibrate(0.5 * interest + 0.5 * weighted));
+    let relevance = match collaborative_relevance(profile, candidate, &recency) {
+        Some(collaborative) => 0.5 * text + 0.5 * collaborative,
+        None => text,
+    };
+    // The reason names the most similar history item by text, whatever its weight: that is what
+    // a shopper recognises in "because you viewed ...". Ties go to the heavier (earlier) entry.
+    let most_similar = similarities
+        .iter()
+        .zip(&profile.positives)
+        .rev()
+        .max_by(|a, b| a.0.total_cmp(b.0));
     let reason = match most_similar {
         Some((&similarity, entry)) if similarity >= REASON_SIMILARITY => reason_from(entry),
         _ => Reason::server(),
     };
-    Scored { relevance, reason }
+    Scored {
+        relevance: relevance - dismissal_penalty(profile, candidate),
+        reason,
+    }
+}
+
+/// Relevance in the store's collaborative space, 0..1: the cosine to the history's weighted mean
+/// vector and to the nearest history item, where the candidate and the history carry vectors.
+/// Centred item factors put unrelated products near 0, so no calibration is applied.
+fn collaborative_relevance(
+    profile: &Profile,
+    candidate: &CandidateInput,
+    recency: &dyn Fn(&ProfileEntry) -> f64,
+) -> Option<f64> {
+    let vector = candidate.collaborative.as_deref()?;
+    let centroid = profile
+        .collaborative_centroid
+        .as_deref()
+        .filter(|c| c.len() == vector.len())?;
+    let nearest = profile
+        .positives
+        .iter()
+        .filter_map(|entry| {
+            let theirs = entry
+                .collaborative
+                .as_deref()
+                .filter(|v| v.len() == vector.len())?;
+            Some(cosine(theirs, vector) as f64 * recency(entry))
+        })
+        .fold(0.0, f64::max);
+    Some(0.5 * (cosine(centroid, vector) as f64).max(0.0) + 0.5 * nearest.max(0.0))
 }
 
 /// DISMISSED_ITSELF_PENALTY for a dismissed product itself; for others, 1 at identical text

@@ -4,6 +4,9 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use localrank::eval::dataset::Dataset;
+use localrank::eval::protocol::ProtocolConfig;
+use localrank::eval::{evaluate, EvalConfig};
 use localrank::model::convert::{convert_to_file, ConvertOptions};
 use localrank::records::{parse_json_array, parse_json_lines};
 use localrank::{Candidate, Embedder, Event, Options, Recommender};
@@ -63,6 +66,34 @@ enum Command {
         #[arg(long)]
         catalog: PathBuf,
     },
+    /// Evaluate every ranker on LLMRank's protocol; prints the table, writes metrics.json,
+    /// table.md and ndcg10.svg to --out.
+    Eval {
+        #[arg(long)]
+        items: PathBuf,
+        #[arg(long)]
+        events: PathBuf,
+        /// LLMRank's candidate lists (`user<TAB>item item ...`): only those users, those lists.
+        #[arg(long)]
+        candidates_file: Option<PathBuf>,
+        #[arg(long, default_value_t = 19)]
+        negatives: usize,
+        #[arg(long, default_value_t = 50)]
+        history: usize,
+        /// Evaluate only the first N users (by id).
+        #[arg(long)]
+        users: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// One or more GGUF models (default: models/all-MiniLM-L6-v2.q8_0.gguf).
+        #[arg(long = "model")]
+        models: Vec<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Options JSON for the localrank rankers (default: the shipped defaults).
+        #[arg(long)]
+        options: Option<String>,
+    },
     /// Benchmarks that print a table (never a pass/fail).
     Bench {
         #[command(subcommand)]
@@ -96,6 +127,43 @@ pub fn run(cli: Cli) -> Result<(), String> {
             options,
         } => rank(&model, &history, &candidates, now, options.as_deref()),
         Command::Demo { model, catalog } => demo(&model, &catalog),
+        Command::Eval {
+            items,
+            events,
+            candidates_file,
+            negatives,
+            history,
+            users,
+            seed,
+            mut models,
+            out,
+            options,
+        } => {
+            let options: Options = match options {
+                Some(json) => serde_json::from_str(&json).map_err(|e| format!("--options: {e}"))?,
+                None => Options::default(),
+            };
+            if models.is_empty() {
+                models.push(PathBuf::from("models/all-MiniLM-L6-v2.q8_0.gguf"));
+            }
+            let protocol = ProtocolConfig {
+                negatives,
+                history,
+                users,
+                seed,
+            };
+            eval(
+                &items,
+                &events,
+                EvalConfig {
+                    candidates_file,
+                    protocol,
+                    models,
+                    options,
+                },
+                out.as_deref(),
+            )
+        }
         Command::Bench { what } => crate::bench::run(what),
     }
 }
@@ -238,5 +306,44 @@ fn demo(model: &std::path::Path, catalog: &std::path::Path) -> Result<(), String
             r.score
         );
     }
+    Ok(())
+}
+
+fn eval(
+    items: &std::path::Path,
+    events: &std::path::Path,
+    config: EvalConfig,
+    out: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let dataset = Dataset::load(items, events).map_err(|e| e.to_string())?;
+    eprintln!(
+        "eval: {} items, {} users",
+        dataset.items.len(),
+        dataset.users.len()
+    );
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let progress = |label: &str, done: usize, total: usize| {
+        if bar.message() != label {
+            bar.set_message(label.to_string());
+            bar.set_length(total as u64);
+        }
+        bar.set_position(done as u64);
+    };
+    let report = evaluate(&dataset, &config, &progress).map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    println!("{}", report.table());
+    if let Some(dir) = out {
+        report.write(dir).map_err(|e| e.to_string())?;
+        eprintln!(
+            "eval: wrote {}/metrics.json, table.md, ndcg10.svg",
+            dir.display()
+        );
+    }
+    eprintln!("eval: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

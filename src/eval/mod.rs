@@ -1,0 +1,274 @@
+//! Offline evaluation (native only): LLMRank's protocol on MovieLens or any shop export, every
+//! ranker on the same lists, metrics with bootstrap intervals. The localrank rankers call the
+//! same `Recommender::rerank_for` the browser runs.
+
+pub mod baselines;
+pub mod dataset;
+pub mod metrics;
+pub mod protocol;
+pub mod report;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::model::Embedder;
+use crate::recommender::Recommender;
+use crate::records::{Candidate, Event, EventKind, Options};
+use baselines::{Bm25, ItemKnn};
+use dataset::{Dataset, ItemIx};
+use protocol::{build_tasks, training_part, ProtocolConfig, Setting, Task};
+pub use report::Report;
+
+/// Width of the store's collaborative vectors in the hybrid ranker.
+pub const COLLABORATIVE_DIM: usize = 64;
+
+pub struct EvalConfig {
+    pub candidates_file: Option<PathBuf>,
+    pub protocol: ProtocolConfig,
+    pub models: Vec<PathBuf>,
+    /// Options for the `localrank` and `localrank-hybrid` rankers (default: the shipped ones).
+    pub options: Options,
+}
+
+/// What a localrank ranker is given besides the text.
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    /// Embedding similarity alone: no server prior, no diversity.
+    Similarity,
+    /// The shipped defaults, text only, popularity as the server score.
+    Default,
+    /// The shipped defaults plus the store's collaborative vectors.
+    Hybrid,
+}
+
+enum Ranker {
+    Random,
+    Popularity,
+    Bm25,
+    ItemKnn,
+    Localrank { model: usize, variant: Variant },
+}
+
+/// Everything a setting's rankers may learn from its training part.
+struct Trained {
+    popularity: Vec<f64>,
+    knn: ItemKnn,
+    vectors: Vec<Vec<f32>>,
+}
+
+pub fn evaluate(
+    dataset: &Dataset,
+    config: &EvalConfig,
+    progress: &dyn Fn(&str, usize, usize),
+) -> Result<Report> {
+    let candidate_lists = match &config.candidates_file {
+        Some(path) => Some(protocol::read_candidates_file(path, dataset)?),
+        None => None,
+    };
+    let mut recommenders = Vec::new();
+    for path in &config.models {
+        let mut recommender = Recommender::new(Embedder::from_path(path)?, None)?;
+        let label = format!(
+            "embedding {} items ({})",
+            dataset.items.len(),
+            recommender.embedder().weight_dtype()
+        );
+        recommender.prime_cache(&dataset.items, &mut |done, total| {
+            progress(&label, done, total)
+        })?;
+        recommenders.push(recommender);
+    }
+    let rankers = ranker_list(recommenders.len());
+    let names = ranker_names(&rankers, &recommenders);
+    let bm25 = Bm25::new(&dataset.items);
+    let mut report = Report::new(&dataset.name, &names);
+    for setting in [Setting::Single, Setting::Multi] {
+        let lists = if setting == Setting::Single {
+            candidate_lists.as_ref()
+        } else {
+            None
+        };
+        let tasks = build_tasks(dataset, setting, &config.protocol, lists)?;
+        let trained = train(dataset, setting, config.protocol.seed);
+        report.set_users(setting, tasks.len());
+        for (ranker, name) in rankers.iter().zip(&names) {
+            let label = format!(
+                "{name} ({} users, {})",
+                tasks.len(),
+                if setting == Setting::Single {
+                    "single target"
+                } else {
+                    "5 targets"
+                }
+            );
+            for (done, task) in tasks.iter().enumerate() {
+                let ranking = rank(
+                    ranker,
+                    task,
+                    dataset,
+                    &trained,
+                    &bm25,
+                    &mut recommenders,
+                    config,
+                )?;
+                report.add(name, setting, task, &ranking, &dataset.items);
+                if done % 64 == 63 || done + 1 == tasks.len() {
+                    progress(&label, done + 1, tasks.len());
+                }
+            }
+        }
+    }
+    report.finish(dataset.active_items().len(), config.protocol.seed);
+    Ok(report)
+}
+
+fn ranker_list(models: usize) -> Vec<Ranker> {
+    let mut rankers = vec![
+        Ranker::Random,
+        Ranker::Popularity,
+        Ranker::Bm25,
+        Ranker::ItemKnn,
+    ];
+    for model in 0..models {
+        for variant in [Variant::Similarity, Variant::Default, Variant::Hybrid] {
+            rankers.push(Ranker::Localrank { model, variant });
+        }
+    }
+    rankers
+}
+
+/// The names outside checks read: plain for the first model, `@dtype` after it for others.
+fn ranker_names(rankers: &[Ranker], recommenders: &[Recommender]) -> Vec<String> {
+    rankers
+        .iter()
+        .map(|ranker| match ranker {
+            Ranker::Random => "random".into(),
+            Ranker::Popularity => "popularity".into(),
+            Ranker::Bm25 => "bm25".into(),
+            Ranker::ItemKnn => "item-knn".into(),
+            Ranker::Localrank { model, variant } => {
+                let base = match variant {
+                    Variant::Similarity => "localrank-similarity",
+                    Variant::Default => "localrank",
+                    Variant::Hybrid => "localrank-hybrid",
+                };
+                if *model == 0 {
+                    base.into()
+                } else {
+                    format!("{base}@{}", recommenders[*model].embedder().weight_dtype())
+                }
+            }
+        })
+        .collect()
+}
+
+fn train(dataset: &Dataset, setting: Setting, seed: u64) -> Trained {
+    let training = training_part(dataset, setting.training_cut());
+    let items = dataset.items.len();
+    Trained {
+        popularity: baselines::popularity(&training, items),
+        knn: ItemKnn::new(&training, items),
+        vectors: baselines::collaborative_vectors(&training, items, COLLABORATIVE_DIM, seed),
+    }
+}
+
+fn by_score(candidates: &[ItemIx], score: impl Fn(ItemIx) -> f64) -> Vec<ItemIx> {
+    let mut scored: Vec<(ItemIx, f64)> = candidates.iter().map(|&c| (c, score(c))).collect();
+    // Stable: ties keep the (shuffled) candidate order.
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.into_iter().map(|(c, _)| c).collect()
+}
+
+fn rank(
+    ranker: &Ranker,
+    task: &Task,
+    dataset: &Dataset,
+    trained: &Trained,
+    bm25: &Bm25,
+    recommenders: &mut [Recommender],
+    config: &EvalConfig,
+) -> Result<Vec<ItemIx>> {
+    let history: Vec<ItemIx> = task.history.iter().map(|&(i, _)| i).collect();
+    Ok(match ranker {
+        Ranker::Random => {
+            let mut order = task.candidates.clone();
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                config.protocol.seed ^ task.user as u64,
+            ));
+            order
+        }
+        Ranker::Popularity => by_score(&task.candidates, |c| trained.popularity[c]),
+        Ranker::Bm25 => by_score(&task.candidates, |c| bm25.score(&history, c)),
+        Ranker::ItemKnn => by_score(&task.candidates, |c| trained.knn.score(&history, c)),
+        Ranker::Localrank { model, variant } => localrank(
+            &mut recommenders[*model],
+            *variant,
+            task,
+            dataset,
+            trained,
+            &config.options,
+        )?,
+    })
+}
+
+fn localrank(
+    recommender: &mut Recommender,
+    variant: Variant,
+    task: &Task,
+    dataset: &Dataset,
+    trained: &Trained,
+    options: &Options,
+) -> Result<Vec<ItemIx>> {
+    let with_vector = |item: ItemIx| {
+        let mut candidate = dataset.items[item].clone();
+        if variant == Variant::Hybrid {
+            candidate.vector = Some(trained.vectors[item].clone());
+        }
+        candidate
+    };
+    let candidates: Vec<Candidate> = task
+        .candidates
+        .iter()
+        .map(|&item| Candidate {
+            score: (variant != Variant::Similarity).then(|| trained.popularity[item]),
+            ..with_vector(item)
+        })
+        .collect();
+    // MovieLens interactions are ratings of watched films: views, timestamped in seconds.
+    let history: Vec<Event> = task
+        .history
+        .iter()
+        .map(|&(item, time)| Event {
+            kind: EventKind::View,
+            at: time as f64 * 1000.0,
+            item: Some(with_vector(item)),
+            query: None,
+        })
+        .collect();
+    let options = match variant {
+        Variant::Similarity => Options {
+            diversity: 0.0,
+            server_weight: 0.0,
+            ..options.clone()
+        },
+        _ => options.clone(),
+    };
+    let ranked = recommender.rerank_for(
+        &history,
+        &candidates,
+        Some(&options),
+        task.now as f64 * 1000.0,
+    )?;
+    Ok(ranked.iter().map(|r| dataset.index_of[&r.id]).collect())
+}
+
+/// The mean of each metric per ranker, as `metrics.json` holds it.
+pub type MetricTable = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// Items in any top-10, for catalog coverage.
+pub type Coverage = HashSet<ItemIx>;

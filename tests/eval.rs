@@ -1,0 +1,261 @@
+//! The evaluation on MovieLens-100k (`python3 data/fetch.py ml-100k` first; scripts/test does):
+//! the protocol's invariants, no leakage, and that every ranker's numbers are sane.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use common::*;
+use localrank::eval::dataset::Dataset;
+use localrank::eval::protocol::{
+    build_tasks, read_candidates_file, training_part, ProtocolConfig, Setting,
+};
+use localrank::eval::{evaluate, EvalConfig};
+use localrank::Options;
+
+fn ml_100k() -> &'static Dataset {
+    static DATASET: OnceLock<Dataset> = OnceLock::new();
+    DATASET.get_or_init(|| {
+        let dir = root().join("data/ml-100k");
+        assert!(
+            dir.join("events.csv").exists(),
+            "{} is missing: run `python3 data/fetch.py ml-100k`",
+            dir.display()
+        );
+        Dataset::load(&dir.join("items.jsonl"), &dir.join("events.csv")).unwrap()
+    })
+}
+
+fn config(users: usize) -> ProtocolConfig {
+    ProtocolConfig {
+        negatives: 19,
+        history: 50,
+        users: Some(users),
+        seed: 7,
+    }
+}
+
+#[test]
+fn the_dataset_is_movielens_100k() {
+    let ds = ml_100k();
+    assert_eq!((ds.items.len(), ds.users.len()), (1682, 943));
+    assert_eq!(
+        ds.users.iter().map(|u| u.events.len()).sum::<usize>(),
+        100_000
+    );
+    for user in &ds.users {
+        assert!(
+            user.events.windows(2).all(|w| w[0].1 <= w[1].1),
+            "events sorted by time"
+        );
+    }
+}
+
+#[test]
+fn single_target_tasks_follow_llmrank_and_leak_nothing() {
+    let ds = ml_100k();
+    let tasks = build_tasks(ds, Setting::Single, &config(943), None).unwrap();
+    assert_eq!(tasks.len(), 943);
+    for task in &tasks {
+        let events = &ds.users[task.user].events;
+        let (target, target_time) = *events.last().unwrap();
+        assert_eq!(task.targets, vec![target]);
+        assert_eq!(task.now, target_time);
+        assert_eq!(task.candidates.len(), 20);
+        assert_eq!(task.candidates.iter().filter(|&&c| c == target).count(), 1);
+        assert_eq!(
+            task.candidates.iter().collect::<HashSet<_>>().len(),
+            20,
+            "distinct candidates"
+        );
+        let seen: HashSet<usize> = events.iter().map(|&(i, _)| i).collect();
+        for &c in task.candidates.iter().filter(|&&c| c != target) {
+            assert!(
+                !seen.contains(&c),
+                "negative {c} was seen by user {}",
+                task.user
+            );
+        }
+        let before = &events[..events.len() - 1];
+        assert_eq!(
+            task.history.as_slice(),
+            &before[before.len().saturating_sub(50)..],
+            "the 50 events before the target"
+        );
+        assert!(
+            !task.history.iter().any(|&(i, _)| i == target)
+                || before.iter().any(|&(i, _)| i == target)
+        );
+    }
+    let positions: HashSet<usize> = tasks
+        .iter()
+        .map(|t| {
+            t.candidates
+                .iter()
+                .position(|&c| c == t.targets[0])
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        positions.len() > 15,
+        "the target is shuffled, not always in one place"
+    );
+}
+
+#[test]
+fn multi_target_tasks_hold_out_the_last_five() {
+    let ds = ml_100k();
+    let tasks = build_tasks(ds, Setting::Multi, &config(200), None).unwrap();
+    assert_eq!(tasks.len(), 200);
+    for task in &tasks {
+        let events = &ds.users[task.user].events;
+        let last5: Vec<usize> = events[events.len() - 5..].iter().map(|&(i, _)| i).collect();
+        assert_eq!(task.targets, last5);
+        assert_eq!(task.candidates.len(), 50);
+        assert!(task.history.iter().all(|&(_, t)| t <= task.now));
+        assert!(task.history.len() <= 50 && !task.history.is_empty());
+    }
+}
+
+#[test]
+fn training_excludes_each_users_held_out_events() {
+    let ds = ml_100k();
+    let training = training_part(ds, 2);
+    for (user, events) in ds.users.iter().zip(&training) {
+        assert_eq!(events.len(), user.events.len() - 2);
+        assert_eq!(
+            events.last(),
+            user.events
+                .get(user.events.len() - 3)
+                .map(|&(i, _)| i)
+                .as_ref()
+        );
+    }
+}
+
+#[test]
+fn candidate_files_give_the_first_19_non_targets_plus_the_target() {
+    let ds = ml_100k();
+    // A file in LLMRank's format for three users: the target placed among 25 listed items.
+    let mut text = String::new();
+    for user in &ds.users[..3] {
+        let target = user.events.last().unwrap().0;
+        let mut list: Vec<String> = (0..24)
+            .map(|i| ds.items[(i * 37 + 5) % ds.items.len()].id.clone())
+            .collect();
+        list.insert(3, ds.items[target].id.clone());
+        text.push_str(&format!("{}\t{}\n", user.user_id, list.join(" ")));
+    }
+    let path =
+        std::env::temp_dir().join(format!("localrank-candidates-{}.txt", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let lists = read_candidates_file(&path, ds).unwrap();
+    let tasks = build_tasks(ds, Setting::Single, &config(943), Some(&lists)).unwrap();
+    assert_eq!(tasks.len(), 3, "only the users the file lists");
+    for task in &tasks {
+        let listed = &lists[&ds.users[task.user].user_id];
+        let mut expected: Vec<usize> = listed
+            .iter()
+            .copied()
+            .filter(|i| *i != task.targets[0])
+            .take(19)
+            .collect();
+        expected.push(task.targets[0]);
+        let mut got = task.candidates.clone();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
+    }
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
+    let ds = ml_100k();
+    let config = EvalConfig {
+        candidates_file: None,
+        protocol: config(150),
+        models: vec![model_path("q8_0")],
+        options: Options::default(),
+    };
+    let report = evaluate(ds, &config, &|_, _, _| {}).unwrap();
+    println!("{}", report.table());
+    let names = [
+        "random",
+        "popularity",
+        "bm25",
+        "item-knn",
+        "localrank-similarity",
+        "localrank",
+        "localrank-hybrid",
+    ];
+    let metrics = [
+        "ndcg@1",
+        "ndcg@5",
+        "ndcg@10",
+        "ndcg@20",
+        "hr@1",
+        "hr@5",
+        "hr@10",
+        "mrr",
+        "precision@10",
+        "recall@10",
+        "f1@10",
+        "ctr_proxy",
+        "ild@10",
+        "coverage@10",
+    ];
+    for name in names {
+        for metric in metrics {
+            let value = report.rankers[name][metric];
+            assert!((0.0..=1.0).contains(&value), "{name} {metric} = {value}");
+        }
+        let m = &report.rankers[name];
+        assert!(
+            m["ndcg@1"] <= m["ndcg@5"]
+                && m["ndcg@5"] <= m["ndcg@10"]
+                && m["ndcg@10"] <= m["ndcg@20"]
+        );
+        assert_eq!(m["hr@5"], m["ctr_proxy"]);
+    }
+    let ndcg10 = |name: &str| report.rankers[name]["ndcg@10"];
+    // Random order of 20 with one target: NDCG@10 is 0.227 in expectation.
+    assert!(
+        (0.14..0.32).contains(&ndcg10("random")),
+        "random {}",
+        ndcg10("random")
+    );
+    for learned in [
+        "popularity",
+        "item-knn",
+        "localrank",
+        "localrank-hybrid",
+        "localrank-similarity",
+    ] {
+        assert!(
+            ndcg10(learned) > ndcg10("random") + 0.05,
+            "{learned} {} vs random {}",
+            ndcg10(learned),
+            ndcg10("random")
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("localrank-eval-{}", std::process::id()));
+    report.write(&dir).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(json["dataset"], "ml-100k");
+    assert_eq!(json["users"], 150);
+    for name in names {
+        assert!(
+            json["rankers"][name]["ndcg@10"].is_f64(),
+            "metrics.json lacks rankers.{name}.ndcg@10"
+        );
+    }
+    assert!(std::fs::read_to_string(dir.join("ndcg10.svg"))
+        .unwrap()
+        .starts_with("<svg"));
+    std::fs::remove_dir_all(dir).ok();
+}
