@@ -45,21 +45,23 @@ fn truncated_model_files_name_the_problem() {
     }
 }
 
+/// A valid GGUF with no tensors and only `general.architecture` set.
+fn bare_gguf(architecture: &str) -> Vec<u8> {
+    let mut file = std::io::Cursor::new(Vec::new());
+    let arch = Value::String(architecture.into());
+    gguf_file::write(&mut file, &[("general.architecture", &arch)], &[]).unwrap();
+    file.into_inner()
+}
+
 #[test]
 fn another_architecture_is_refused_by_name() {
-    let mut file = std::io::Cursor::new(Vec::new());
-    let arch = Value::String("llama".into());
-    gguf_file::write(&mut file, &[("general.architecture", &arch)], &[]).unwrap();
-    let message = load_error(file.get_ref());
+    let message = load_error(&bare_gguf("llama"));
     assert!(message.contains("wrong architecture 'llama'"), "{message}");
 }
 
 #[test]
 fn a_gguf_without_our_metadata_says_so() {
-    let mut file = std::io::Cursor::new(Vec::new());
-    let arch = Value::String("bert".into());
-    gguf_file::write(&mut file, &[("general.architecture", &arch)], &[]).unwrap();
-    let message = load_error(file.get_ref());
+    let message = load_error(&bare_gguf("bert"));
     assert!(
         message.contains("missing: not a localrank model"),
         "{message}"

@@ -6,20 +6,6 @@ use rand_chacha::ChaCha8Rng;
 use super::dataset::ItemIx;
 use crate::records::Candidate;
 
-pub const SINGLE_METRICS: &[&str] = &[
-    "ndcg@1",
-    "ndcg@5",
-    "ndcg@10",
-    "ndcg@20",
-    "hr@1",
-    "hr@5",
-    "hr@10",
-    "mrr",
-    "ctr_proxy",
-    "ild@10",
-];
-pub const MULTI_METRICS: &[&str] = &["precision@10", "recall@10", "f1@10"];
-
 /// Metrics of one ranking with one target.
 pub fn single_target(
     ranking: &[ItemIx],
