@@ -15,6 +15,8 @@ pub mod profile;
 pub mod recommender;
 pub mod records;
 pub mod rerank;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

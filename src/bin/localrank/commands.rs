@@ -94,6 +94,14 @@ enum Command {
         #[arg(long)]
         options: Option<String>,
     },
+    /// Serve the demo store: www/, pkg/, models/ and the store's candidate API.
+    Serve {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// items.jsonl (popularity from events.csv beside it, if any).
+        #[arg(long, default_value = "data/ml-1m/items.jsonl")]
+        catalog: PathBuf,
+    },
     /// Benchmarks that print a table (never a pass/fail).
     Bench {
         #[command(subcommand)]
@@ -163,6 +171,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 },
                 out.as_deref(),
             )
+        }
+        Command::Serve { port, catalog } => {
+            let catalog =
+                localrank::serve::StoreCatalog::load(&catalog).map_err(|e| e.to_string())?;
+            let root = std::env::current_dir().map_err(|e| e.to_string())?;
+            localrank::serve::serve(root, catalog, port).map_err(|e| e.to_string())
         }
         Command::Bench { what } => crate::bench::run(what),
     }

@@ -1,0 +1,198 @@
+//! The demo store's server (native only): static files for the page, the wasm package and the
+//! model, and the store's own candidate lists. It takes no user data at all: `/api/candidates`
+//! answers from the catalog and aggregate popularity, the same for every shopper.
+//!
+//! axum + tower-http do the HTTP (static files with the right MIME types, gzip, headers); this
+//! module only decides what to answer and which headers every response carries.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::error::{Error, Result};
+use crate::eval::dataset::Dataset;
+use crate::records::Candidate;
+
+/// Strict CSP: scripts and connections only to this origin; wasm compilation allowed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     worker-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; \
+     base-uri 'none'; frame-ancestors 'none'";
+pub const MAX_CANDIDATES_PER_REQUEST: usize = 200;
+
+/// The store's catalog with aggregate popularity (interaction counts of all shoppers).
+pub struct StoreCatalog {
+    items: Vec<Candidate>,
+    popularity: Vec<f64>,
+}
+
+impl StoreCatalog {
+    /// Items from `items.jsonl`; popularity from `events.csv` beside it when present.
+    pub fn load(items_path: &Path) -> Result<Self> {
+        let events_path = items_path.with_file_name("events.csv");
+        if events_path.exists() {
+            let dataset = Dataset::load(items_path, &events_path)?;
+            let training: Vec<Vec<usize>> = dataset
+                .users
+                .iter()
+                .map(|u| u.events.iter().map(|&(i, _)| i).collect())
+                .collect();
+            let popularity = crate::eval::baselines::popularity(&training, dataset.items.len());
+            return Ok(StoreCatalog {
+                items: dataset.items,
+                popularity,
+            });
+        }
+        let text = std::fs::read_to_string(items_path)
+            .map_err(|e| Error::io(format!("cannot read {}", items_path.display()), e))?;
+        let items: Vec<Candidate> =
+            crate::records::parse_json_lines(&text, &items_path.display().to_string())?;
+        let popularity = (0..items.len()).map(|i| (items.len() - i) as f64).collect();
+        Ok(StoreCatalog { items, popularity })
+    }
+
+    /// The store's list for a page slot: `home` (popular), `category:NAME`, `search:QUERY`.
+    pub fn candidates(&self, slot: &str, n: usize) -> Result<Vec<Candidate>> {
+        let n = n.clamp(1, MAX_CANDIDATES_PER_REQUEST);
+        let matches: Box<dyn Fn(&Candidate) -> bool> = match slot.split_once(':') {
+            None if slot == "home" => Box::new(|_| true),
+            Some(("category", name)) => {
+                let name = name.to_string();
+                Box::new(move |c| c.categories.iter().any(|k| k.eq_ignore_ascii_case(&name)))
+            }
+            Some(("search", query)) => {
+                let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+                Box::new(move |c| {
+                    let title = c.title.to_lowercase();
+                    !words.is_empty() && words.iter().all(|w| title.contains(w.as_str()))
+                })
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "slot",
+                    format!("'{slot}' is not home, category:NAME or search:QUERY"),
+                ))
+            }
+        };
+        let mut chosen: Vec<usize> = (0..self.items.len())
+            .filter(|&i| matches(&self.items[i]))
+            .collect();
+        chosen.sort_by(|&a, &b| {
+            self.popularity[b]
+                .total_cmp(&self.popularity[a])
+                .then(a.cmp(&b))
+        });
+        Ok(chosen
+            .into_iter()
+            .take(n)
+            .map(|i| Candidate {
+                score: Some(self.popularity[i]),
+                ..self.items[i].clone()
+            })
+            .collect())
+    }
+
+    /// Category names, most common first (for the page's navigation).
+    pub fn categories(&self) -> Vec<String> {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for item in &self.items {
+            for category in &item.categories {
+                *counts.entry(category).or_default() += 1;
+            }
+        }
+        let mut names: Vec<(&str, usize)> = counts.into_iter().collect();
+        names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        names
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CandidatesQuery {
+    slot: Option<String>,
+    n: Option<usize>,
+}
+
+async fn candidates(
+    State(catalog): State<std::sync::Arc<StoreCatalog>>,
+    Query(query): Query<CandidatesQuery>,
+) -> Response {
+    let slot = query.slot.unwrap_or_else(|| "home".into());
+    match catalog.candidates(&slot, query.n.unwrap_or(24)) {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn categories(State(catalog): State<std::sync::Arc<StoreCatalog>>) -> Json<Vec<String>> {
+    Json(catalog.categories())
+}
+
+/// The whole app: API routes, /pkg, /models and the page, with the headers on every response.
+pub fn router(root: &Path, catalog: StoreCatalog) -> Router {
+    let static_dir = |dir: &str| ServeDir::new(root.join(dir));
+    let headers: [(HeaderName, &str); 7] = [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            HeaderName::from_static("cross-origin-embedder-policy"),
+            "require-corp",
+        ),
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    // The model is incompressible and its Content-Length drives the page's progress bar.
+    let compress =
+        SizeAbove::new(1024).and(NotForContentType::const_new("application/octet-stream"));
+    let mut app = Router::new()
+        .route("/api/candidates", get(candidates))
+        .route("/api/categories", get(categories))
+        .with_state(std::sync::Arc::new(catalog))
+        .nest_service("/pkg", static_dir("pkg"))
+        .nest_service("/models", static_dir("models"))
+        .fallback_service(static_dir("www"))
+        .layer(CompressionLayer::new().compress_when(compress));
+    for (name, value) in headers {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    app
+}
+
+/// Serves until the process is stopped.
+pub fn serve(root: PathBuf, catalog: StoreCatalog, port: u16) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the server runtime", e))?;
+    runtime.block_on(async move {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| Error::io(format!("cannot listen on {address}"), e))?;
+        eprintln!("localrank store: http://{address}/");
+        axum::serve(listener, router(&root, catalog))
+            .await
+            .map_err(|e| Error::io("server stopped", e))
+    })
+}
