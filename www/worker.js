@@ -66,7 +66,12 @@ async function loadModelBytes(modelUrl, entry) {
     const bytes = await download(modelUrl, entry.bytes);
     const actual = await sha256(bytes);
     if (actual === entry.sha256) {
-      await cache.put(key, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
+      try {
+        await cache.put(key, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
+      } catch (error) {
+        // A full quota must not stop the recommender: it only costs a download next visit.
+        post({ type: "warning", message: `the model could not be cached on this device (${error && error.name}); it will be downloaded again next visit` });
+      }
       return bytes;
     }
     const problem = `model file checksum mismatch: expected ${entry.sha256}, got ${actual}`;
