@@ -2,6 +2,7 @@
 //! stays in use (history items reappear as candidates; pages re-rank the same products).
 //! Least-recently-used entries go first (the `lru` crate: small, well kept, no unsafe API to us).
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -42,14 +43,17 @@ impl EmbeddingCache {
     pub fn embed(&mut self, embedder: &Embedder, texts: &[String]) -> Result<Vec<Vector>> {
         let model = cache_model_key(embedder);
         let mut found: Vec<Option<Vector>> = Vec::with_capacity(texts.len());
+        // Each distinct missing text once, with its row in the batch.
         let mut missing: Vec<String> = Vec::new();
+        let mut missing_row: HashMap<&str, usize> = HashMap::new();
         for text in texts {
             let key = Key {
                 model: model.clone(),
                 text: text.clone(),
             };
             let hit = self.entries.get(&key).cloned();
-            if hit.is_none() && !missing.contains(text) {
+            if hit.is_none() && !missing_row.contains_key(text.as_str()) {
+                missing_row.insert(text, missing.len());
                 missing.push(text.clone());
             }
             found.push(hit);
@@ -70,15 +74,7 @@ impl EmbeddingCache {
         Ok(texts
             .iter()
             .zip(found)
-            .map(|(text, hit)| {
-                hit.unwrap_or_else(|| {
-                    fresh[missing
-                        .iter()
-                        .position(|m| m == text)
-                        .expect("embedded above")]
-                    .clone()
-                })
-            })
+            .map(|(text, hit)| hit.unwrap_or_else(|| fresh[missing_row[text.as_str()]].clone()))
             .collect())
     }
 

@@ -80,13 +80,16 @@ async function loadModelBytes(modelUrl, entry) {
   }
 }
 
+// One connection for the worker's lifetime.
+let database = null;
 function openDb() {
-  return new Promise((resolve, reject) => {
+  database ||= new Promise((resolve, reject) => {
     const request = indexedDB.open(DB_NAME, 1);
     request.onupgradeneeded = () => request.result.createObjectStore(STORE);
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
   });
+  return database;
 }
 
 function dbRequest(mode, run) {
