@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 
 use crate::cache::Vector;
-use crate::records::{EventKind, Options};
+use crate::records::EventKind;
 
 pub const MAX_INTERESTS: usize = 5;
 /// A history vector at least this similar to an interest's centroid joins that interest.
@@ -72,7 +72,7 @@ pub struct Profile {
 }
 
 impl Profile {
-    pub fn build(mut entries: Vec<ProfileEntry>, _options: &Options) -> Profile {
+    pub fn build(mut entries: Vec<ProfileEntry>) -> Profile {
         let purchased = entries
             .iter()
             .filter(|e| e.kind == EventKind::Purchase)
@@ -222,7 +222,7 @@ mod tests {
             entry(vec![0.0, 1.0, 0.0], 1.0),
             entry(vec![0.9, 0.1, 0.0], 1.0),
         ];
-        let profile = Profile::build(entries, &Options::default());
+        let profile = Profile::build(entries);
         assert_eq!(profile.interests.len(), 2);
         assert_eq!(profile.interests[0].weight, 3.0);
         assert!(profile.interests[0].centroid[0] > 0.99);

@@ -186,7 +186,7 @@ impl Recommender {
                 label: event_label(event),
             })
             .collect();
-        let profile = Profile::build(entries, &options);
+        let profile = Profile::build(entries);
         let inputs: Vec<CandidateInput> = candidates
             .iter()
             .zip(candidate_vectors)

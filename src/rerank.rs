@@ -81,11 +81,11 @@ struct Scored {
 
 pub fn rerank(profile: &Profile, inputs: &[CandidateInput], options: &Options) -> Vec<Ranked> {
     let prior = server_prior(inputs);
-    let server_rank = rank_positions(&server_order(&prior));
+    let server_order = server_order(&prior);
     if profile.is_empty() {
-        let order = server_order(&prior);
-        return finish(order, inputs, &prior, None, options);
+        return finish(server_order, inputs, &prior, None, options);
     }
+    let server_rank = rank_positions(&server_order);
     let scored: Vec<Scored> = inputs.iter().map(|c| score_candidate(profile, c)).collect();
     let blended: Vec<f64> = scored
         .iter()
