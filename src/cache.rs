@@ -98,6 +98,11 @@ impl EmbeddingCache {
         }
     }
 
+    /// Drops every vector (the counters stay): frees memory, and makes the next ranking cold.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -55,6 +55,11 @@ impl Recommender {
         self.cache.stats()
     }
 
+    /// Forgets every cached vector (not the history): the next ranking embeds everything again.
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+
     /// Embeds a whole catalog up front (in batches, with `progress(done, total)`), so later
     /// rankings only look vectors up. The cache grows to hold them all.
     pub fn prime_cache(

@@ -138,8 +138,36 @@ async fn categories(State(catalog): State<std::sync::Arc<StoreCatalog>>) -> Json
     Json(catalog.categories())
 }
 
-/// The whole app: API routes, /pkg, /models and the page, with the headers on every response.
-pub fn router(root: &Path, catalog: StoreCatalog) -> Router {
+/// An extra folder served under a URL prefix (`--mount /bench/ort=node_modules/...`), for pages
+/// such as the browser benchmark that need files from outside www/.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    pub prefix: String,
+    pub dir: PathBuf,
+}
+
+impl std::str::FromStr for Mount {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let (prefix, dir) = text
+            .split_once('=')
+            .ok_or_else(|| format!("mount '{text}' is not PREFIX=DIR"))?;
+        if !prefix.starts_with('/') || prefix.len() < 2 || prefix.ends_with('/') {
+            return Err(format!(
+                "mount prefix '{prefix}' must start with '/' and not end with one"
+            ));
+        }
+        Ok(Mount {
+            prefix: prefix.to_string(),
+            dir: PathBuf::from(dir),
+        })
+    }
+}
+
+/// The whole app: API routes, /pkg, /models, any mounts and the page, with the headers on every
+/// response.
+pub fn router(root: &Path, catalog: StoreCatalog, mounts: &[Mount]) -> Router {
     let static_dir = |dir: &str| ServeDir::new(root.join(dir));
     let headers: [(HeaderName, &str); 7] = [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
@@ -167,7 +195,11 @@ pub fn router(root: &Path, catalog: StoreCatalog) -> Router {
         .route("/api/categories", get(categories))
         .with_state(std::sync::Arc::new(catalog))
         .nest_service("/pkg", static_dir("pkg"))
-        .nest_service("/models", static_dir("models"))
+        .nest_service("/models", static_dir("models"));
+    for mount in mounts {
+        app = app.nest_service(&mount.prefix, ServeDir::new(root.join(&mount.dir)));
+    }
+    app = app
         .fallback_service(static_dir("www"))
         .layer(CompressionLayer::new().compress_when(compress));
     for (name, value) in headers {
@@ -180,7 +212,7 @@ pub fn router(root: &Path, catalog: StoreCatalog) -> Router {
 }
 
 /// Serves until the process is stopped.
-pub fn serve(root: PathBuf, catalog: StoreCatalog, port: u16) -> Result<()> {
+pub fn serve(root: PathBuf, catalog: StoreCatalog, port: u16, mounts: &[Mount]) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -191,7 +223,7 @@ pub fn serve(root: PathBuf, catalog: StoreCatalog, port: u16) -> Result<()> {
             .await
             .map_err(|e| Error::io(format!("cannot listen on {address}"), e))?;
         eprintln!("localrank store: http://{address}/");
-        axum::serve(listener, router(&root, catalog))
+        axum::serve(listener, router(&root, catalog, mounts))
             .await
             .map_err(|e| Error::io("server stopped", e))
     })

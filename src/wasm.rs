@@ -213,6 +213,12 @@ impl JsRecommender {
         self.inner.clear()
     }
 
+    /// Drops the cached product vectors (not the history), e.g. to free memory.
+    #[wasm_bindgen(js_name = clearCache)]
+    pub fn clear_cache(&mut self) {
+        self.inner.clear_cache()
+    }
+
     /// The history as bytes (UTF-8 JSON) for IndexedDB or the shopper's own copy.
     #[wasm_bindgen(js_name = exportState)]
     pub fn export_state(&self) -> Vec<u8> {

@@ -10,10 +10,12 @@
 //! in memory and only looked-up rows are dequantized; linear layers are dequantized at load (see
 //! `Weights::linear` for the measurements behind that).
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 
 use super::gguf::{BertConfig, ModelFile};
+use super::int8::Int8Linear;
+use super::ops;
 use super::tokenize::Batch;
 use crate::error::{Error, Result};
 
@@ -21,15 +23,52 @@ use crate::error::{Error, Result};
 /// -inf it cannot turn a row into NaN.
 const MASKED_SCORE: f64 = -1e9;
 
-struct Linear {
-    weight: QMatMul,
-    bias: Tensor,
+enum Linear {
+    /// F32/F16 files: candle's f32 matmul, the exact path.
+    Float { weight: QMatMul, bias: Tensor },
+    /// Q8_0/Q4_0 files: int8 weights and activations with i32 accumulation (`int8.rs`).
+    Int8(Int8Linear),
 }
 
 impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.weight.forward(x)?.broadcast_add(&self.bias)
+        match self {
+            Linear::Float { weight, bias } => weight.forward(x)?.broadcast_add(bias),
+            Linear::Int8(layer) => {
+                let data = x.flatten_all()?.to_vec1::<f32>()?;
+                Tensor::from_vec(layer.forward(&data), output_shape(x, layer), x.device())
+            }
+        }
     }
+
+    /// `gelu(x·Wᵀ + b)`; the int8 path applies GELU to its output buffer before it becomes a
+    /// tensor (no extra copy).
+    fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Float { .. } => map_in_place(&self.forward(x)?, ops::gelu_in_place),
+            Linear::Int8(layer) => {
+                let mut out = layer.forward(&x.flatten_all()?.to_vec1::<f32>()?);
+                ops::gelu_in_place(&mut out);
+                Tensor::from_vec(out, output_shape(x, layer), x.device())
+            }
+        }
+    }
+}
+
+fn output_shape(x: &Tensor, layer: &Int8Linear) -> Vec<usize> {
+    let mut shape = x.dims().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = layer.outputs();
+    }
+    shape
+}
+
+/// Runs one of `ops`' in-place kernels over a tensor's values (a copy out and back: cheap next
+/// to the libm calls it replaces).
+fn map_in_place(t: &Tensor, kernel: impl Fn(&mut [f32])) -> candle_core::Result<Tensor> {
+    let mut values = t.flatten_all()?.to_vec1::<f32>()?;
+    kernel(&mut values);
+    Tensor::from_vec(values, t.dims(), t.device())
 }
 
 struct LayerNorm {
@@ -81,16 +120,39 @@ impl Weights<'_> {
         Ok(self.take(name)?.dequantize(&Device::Cpu)?)
     }
 
-    /// Linear weights are dequantized once, here. candle's quantized matmul also quantizes the
-    /// activations, on kernels that differ per CPU (x86 AVX512 repacks to 256-blocks; wasm has
-    /// simd128 32-blocks): measured, it was 2x slower than f32 natively and its browser vectors
-    /// missed the native ones by cosine 0.998. Dequantized, both targets run the same f32 math.
-    /// The file (the download) stays Q8_0/Q4_0, and so does the word-embedding table in memory.
+    /// Quantized files get int8 linear layers (`int8.rs`), requantized per output row from
+    /// their Q8_0/Q4_0 blocks; float files keep f32 weights. Not candle's `QMatMul` over the
+    /// blocks: it quantizes activations on kernels that differ per CPU (x86 AVX512 repacks to
+    /// 256-blocks; wasm has simd128 32-blocks), so browser vectors missed native ones by cosine
+    /// 0.998, and it ran 2x slower than f32 natively. Ours is the same integer math everywhere.
     fn linear(&mut self, prefix: &str) -> Result<Linear> {
-        Ok(Linear {
-            weight: QMatMul::Tensor(self.dense(&format!("{prefix}.weight"))?),
-            bias: self.dense(&format!("{prefix}.bias"))?,
-        })
+        let weight = self.take(&format!("{prefix}.weight"))?;
+        let bias = self.dense(&format!("{prefix}.bias"))?;
+        if !matches!(weight.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4_0) {
+            return Ok(Linear::Float {
+                weight: QMatMul::Tensor(weight.dequantize(&Device::Cpu)?),
+                bias,
+            });
+        }
+        let dense = weight.dequantize(&Device::Cpu)?;
+        let (outputs, inputs) = dense.dims2()?;
+        if inputs > super::int8::MAX_INPUT_FEATURES {
+            return Err(Error::model(format!(
+                "{prefix}.weight has {inputs} inputs; int8 layers support at most {}",
+                super::int8::MAX_INPUT_FEATURES
+            )));
+        }
+        let weights = dense.flatten_all()?.to_vec1::<f32>()?;
+        let bias = bias.to_vec1::<f32>()?;
+        if bias.len() != outputs {
+            return Err(Error::model(format!(
+                "{prefix}.bias has {} values for {outputs} outputs",
+                bias.len()
+            )));
+        }
+        Ok(Linear::Int8(Int8Linear::from_f32(
+            &weights, bias, outputs, inputs,
+        )))
     }
 
     fn layer_norm(&mut self, prefix: &str, eps: f32) -> Result<LayerNorm> {
@@ -196,7 +258,7 @@ impl BertEncoder {
         let x = layer
             .attention_norm
             .forward(&(layer.attention_output.forward(&attended)? + x)?)?;
-        let intermediate = layer.intermediate.forward(&x)?.gelu_erf()?;
+        let intermediate = layer.intermediate.forward_gelu(&x)?;
         layer
             .output_norm
             .forward(&(layer.output.forward(&intermediate)? + x)?)
@@ -221,7 +283,7 @@ impl BertEncoder {
         let key = split_heads(layer.key.forward(x)?)?;
         let value = split_heads(layer.value.forward(x)?)?;
         let scores = query.matmul(&key.t()?)?.broadcast_add(score_bias)?;
-        let probabilities = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probabilities = map_in_place(&scores, |v| ops::softmax_rows_in_place(v, seq_len))?;
         probabilities
             .matmul(&value)?
             .transpose(1, 2)?

@@ -7,6 +7,8 @@ pub mod bert;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 pub mod gguf;
+pub mod int8;
+pub mod ops;
 pub mod tokenize;
 
 use crate::error::{Error, Result};

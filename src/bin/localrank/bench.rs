@@ -1,81 +1,256 @@
-//! `localrank bench ...`: throughput tables. Benchmarks print numbers; they never pass or fail.
+//! `localrank bench`: the native half of the benchmark. It measures, for each model file,
+//! load-to-ready time, embedding throughput (batch 1 and 32, titles and descriptions) and re-rank
+//! latency (100 candidates, 50-event history, cold and warm), prints a table, and can write the
+//! rows as JSON and the workload as a file. `scripts/bench` runs it beside the browser benchmark
+//! (www/bench.html), which reads that same workload file, so native, wasm and transformers.js
+//! do the same work. Benchmarks print numbers; they never pass or fail.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::Subcommand;
-use localrank::Embedder;
+use clap::Args;
+use localrank::{Candidate, Embedder, Event, EventKind, Recommender};
+use serde::Serialize;
 
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Texts/second at batch 1 and 32, for ~16-token titles and ~128-token descriptions, for
-    /// each model file given, plus the file sizes.
-    Embed {
-        /// One or more GGUF files (e.g. the f32, q8_0 and q4_0 conversions).
-        #[arg(long = "model", required = true)]
-        models: Vec<PathBuf>,
-        /// Texts per measurement (more is steadier, slower).
-        #[arg(long, default_value_t = 64)]
-        texts: usize,
-        /// Also write the rows as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+/// Texts per embedding measurement and the ranking workload's shape (the numbers).
+const RERANK_CANDIDATES: usize = 100;
+const RERANK_HISTORY: usize = 50;
+/// Words per synthetic text: ~1.3 tokens a word gives ~16-token titles, ~128-token descriptions.
+const TITLE_WORDS: usize = 11;
+const DESCRIPTION_WORDS: usize = 105;
+/// The workload's clock: fixed, so event ages (and so rankings) are the same on every run.
+const WORKLOAD_NOW_MS: f64 = 1_767_225_600_000.0;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// GGUF files to measure (default: the f32, q8_0 and q4_0 conversions in models/).
+    #[arg(long = "model")]
+    models: Vec<PathBuf>,
+    /// Texts per embedding measurement (more is steadier, slower).
+    #[arg(long, default_value_t = 64)]
+    texts: usize,
+    /// Timed re-rank runs per measurement (p50/p95 over them).
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Also write the rows as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Only write the workload (texts, candidates, history) as JSON here, for the browser page.
+    #[arg(long)]
+    write_workload: Option<PathBuf>,
 }
 
-pub fn run(command: BenchCommand) -> Result<(), String> {
-    match command {
-        BenchCommand::Embed {
-            models,
-            texts,
-            json,
-        } => bench_embed(&models, texts, json),
+/// The work every engine does: the same texts, candidates and history.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    titles: Vec<String>,
+    descriptions: Vec<String>,
+    candidates: Vec<Candidate>,
+    history: Vec<Event>,
+    now_ms: f64,
+}
+
+impl Workload {
+    pub fn new(texts: usize) -> Workload {
+        let texts = texts.max(32);
+        Workload {
+            titles: synthetic_texts(texts, TITLE_WORDS, 1),
+            descriptions: synthetic_texts(texts, DESCRIPTION_WORDS, 2),
+            candidates: synthetic_products("c", RERANK_CANDIDATES, 3),
+            history: synthetic_history(RERANK_HISTORY, 4),
+            now_ms: WORKLOAD_NOW_MS,
+        }
     }
 }
 
-#[derive(serde::Serialize)]
-struct EmbedRow {
+/// Products with a short title, a ~30-word description and one of a few categories.
+fn synthetic_products(prefix: &str, count: usize, seed: u64) -> Vec<Candidate> {
+    const CATEGORIES: &[&str] = &["Outdoor", "Kitchen", "Baby", "Audio", "Home", "Fitness"];
+    let titles = synthetic_texts(count, 5, seed);
+    let descriptions = synthetic_texts(count, 30, seed + 100);
+    titles
+        .into_iter()
+        .zip(descriptions)
+        .enumerate()
+        .map(|(index, (title, description))| Candidate {
+            id: format!("{prefix}{index}"),
+            title,
+            description: Some(description),
+            categories: vec![CATEGORIES[index % CATEGORIES.len()].to_string()],
+            price: Some(10.0 + index as f64),
+            score: Some((count - index) as f64),
+            vector: None,
+        })
+        .collect()
+}
+
+/// A shopper's last `count` events, an hour apart: mostly views, some carts, purchases, searches.
+fn synthetic_history(count: usize, seed: u64) -> Vec<Event> {
+    let items = synthetic_products("h", count, seed);
+    let queries = synthetic_texts(count, 3, seed + 200);
+    items
+        .into_iter()
+        .zip(queries)
+        .enumerate()
+        .map(|(index, (item, query))| {
+            let kind = match index % 10 {
+                3 | 7 => EventKind::Cart,
+                5 => EventKind::Purchase,
+                9 => EventKind::Search,
+                _ => EventKind::View,
+            };
+            let at = WORKLOAD_NOW_MS - 3_600_000.0 * (count - index) as f64;
+            let (item, query) = match kind {
+                EventKind::Search => (None, Some(query)),
+                _ => (
+                    Some(Candidate {
+                        score: None,
+                        ..item
+                    }),
+                    None,
+                ),
+            };
+            Event {
+                kind,
+                at,
+                item,
+                query,
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct ModelRow {
     model: String,
     dtype: String,
     file_bytes: u64,
+    load_ms: f64,
     titles_tokens: f64,
     descriptions_tokens: f64,
     titles_b1_per_s: f64,
     titles_b32_per_s: f64,
     descriptions_b1_per_s: f64,
     descriptions_b32_per_s: f64,
+    rerank_cold_p50_ms: f64,
+    rerank_cold_p95_ms: f64,
+    rerank_warm_p50_ms: f64,
+    rerank_warm_p95_ms: f64,
 }
 
-fn bench_embed(models: &[PathBuf], count: usize, json: Option<PathBuf>) -> Result<(), String> {
-    let count = count.max(32);
-    let titles = synthetic_texts(count, 10, 1);
-    let descriptions = synthetic_texts(count, 95, 2);
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    let workload = Workload::new(args.texts);
+    if let Some(path) = &args.write_workload {
+        return write_json(path, &workload);
+    }
+    let models = if args.models.is_empty() {
+        ["f32", "q8_0", "q4_0"]
+            .iter()
+            .map(|dtype| PathBuf::from(format!("models/all-MiniLM-L6-v2.{dtype}.gguf")))
+            .collect()
+    } else {
+        args.models
+    };
     let mut rows = Vec::new();
-    for path in models {
-        let embedder = crate::commands::load_model(path)?;
-        let file_bytes = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-        eprintln!("bench: {} ({})", path.display(), embedder.weight_dtype());
-        // One warm-up pass so allocation and page faults are not measured.
-        embedder.embed(&titles[..8]).map_err(|e| e.to_string())?;
-        rows.push(EmbedRow {
-            model: path.display().to_string(),
-            dtype: embedder.weight_dtype().to_string(),
-            file_bytes,
-            titles_tokens: mean_tokens(&embedder, &titles)?,
-            descriptions_tokens: mean_tokens(&embedder, &descriptions)?,
-            titles_b1_per_s: throughput(&embedder, &titles, 1)?,
-            titles_b32_per_s: throughput(&embedder, &titles, 32)?,
-            // Batch-1 descriptions are slow; a quarter of the texts is enough for a steady rate.
-            descriptions_b1_per_s: throughput(&embedder, &descriptions[..count / 4], 1)?,
-            descriptions_b32_per_s: throughput(&embedder, &descriptions, 32)?,
-        });
+    for path in &models {
+        rows.push(bench_model(path, &workload, args.runs.max(1))?);
     }
     print_table(&rows);
-    if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    match &args.json {
+        Some(path) => write_json(path, &rows),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn bench_model(path: &Path, workload: &Workload, runs: usize) -> Result<ModelRow, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let started = Instant::now();
+    let embedder = Embedder::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    drop(bytes);
+    let dtype = embedder.weight_dtype().to_string();
+    eprintln!("bench: {} ({dtype})", path.display());
+    let (titles, descriptions) = (&workload.titles, &workload.descriptions);
+    // One warm-up pass so allocation and page faults are not measured.
+    embedder.embed(&titles[..8]).map_err(|e| e.to_string())?;
+    let titles_tokens = mean_tokens(&embedder, titles)?;
+    let descriptions_tokens = mean_tokens(&embedder, descriptions)?;
+    let titles_b1_per_s = throughput(&embedder, titles, 1)?;
+    let titles_b32_per_s = throughput(&embedder, titles, 32)?;
+    // Batch-1 descriptions are slow; a quarter of the texts is enough for a steady rate.
+    let descriptions_b1_per_s = throughput(&embedder, &descriptions[..descriptions.len() / 4], 1)?;
+    let descriptions_b32_per_s = throughput(&embedder, descriptions, 32)?;
+    let mut recommender = Recommender::new(embedder, None).map_err(|e| e.to_string())?;
+    let latency = rerank_latency(&mut recommender, workload, runs)?;
+    Ok(ModelRow {
+        model: path.display().to_string(),
+        dtype,
+        file_bytes: std::fs::metadata(path).map_err(|e| e.to_string())?.len(),
+        load_ms,
+        titles_tokens,
+        descriptions_tokens,
+        titles_b1_per_s,
+        titles_b32_per_s,
+        descriptions_b1_per_s,
+        descriptions_b32_per_s,
+        rerank_cold_p50_ms: latency.cold.0,
+        rerank_cold_p95_ms: latency.cold.1,
+        rerank_warm_p50_ms: latency.warm.0,
+        rerank_warm_p95_ms: latency.warm.1,
+    })
+}
+
+/// (p50, p95) in milliseconds.
+struct RerankLatency {
+    cold: (f64, f64),
+    warm: (f64, f64),
+}
+
+/// Cold: the embedding cache emptied before each run, so all 150 texts are embedded. Warm: the
+/// same call again, every vector cached (a page re-ranking after one more event).
+fn rerank_latency(
+    recommender: &mut Recommender,
+    workload: &Workload,
+    runs: usize,
+) -> Result<RerankLatency, String> {
+    let time_one = |recommender: &mut Recommender| -> Result<f64, String> {
+        let started = Instant::now();
+        recommender
+            .rerank_for(
+                &workload.history,
+                &workload.candidates,
+                None,
+                workload.now_ms,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(started.elapsed().as_secs_f64() * 1e3)
+    };
+    let mut cold = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        recommender.clear_cache();
+        cold.push(time_one(recommender)?);
+    }
+    let mut warm = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        warm.push(time_one(recommender)?);
+    }
+    Ok(RerankLatency {
+        cold: (percentile(&mut cold, 0.5), percentile(&mut cold, 0.95)),
+        warm: (percentile(&mut warm, 0.5), percentile(&mut warm, 0.95)),
+    })
+}
+
+/// Nearest-rank percentile (the same definition as www/bench.js).
+fn percentile(samples: &mut [f64], fraction: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let rank = (fraction * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
 }
 
 fn throughput(embedder: &Embedder, texts: &[String], batch: usize) -> Result<f64, String> {
@@ -94,26 +269,31 @@ fn mean_tokens(embedder: &Embedder, texts: &[String]) -> Result<f64, String> {
     Ok(total as f64 / texts.len() as f64)
 }
 
-fn print_table(rows: &[EmbedRow]) {
+fn print_table(rows: &[ModelRow]) {
     println!(
-        "| model | dtype | file MB | titles tok | titles b1/s | titles b32/s | desc tok | desc b1/s | desc b32/s |"
+        "| model | file MB | load ms | titles b1/s | titles b32/s | desc b1/s | desc b32/s | cold p50/p95 ms | warm p50/p95 ms |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            std::path::Path::new(&r.model)
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default(),
+            "| {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} / {:.0} | {:.2} / {:.2} |",
             r.dtype,
             r.file_bytes as f64 / 1e6,
-            r.titles_tokens,
+            r.load_ms,
             r.titles_b1_per_s,
             r.titles_b32_per_s,
-            r.descriptions_tokens,
             r.descriptions_b1_per_s,
             r.descriptions_b32_per_s,
+            r.rerank_cold_p50_ms,
+            r.rerank_cold_p95_ms,
+            r.rerank_warm_p50_ms,
+            r.rerank_warm_p95_ms,
+        );
+    }
+    if let Some(r) = rows.first() {
+        println!(
+            "(titles {:.1} tokens, descriptions {:.1}; re-rank: {RERANK_CANDIDATES} candidates, {RERANK_HISTORY} events)",
+            r.titles_tokens, r.descriptions_tokens
         );
     }
 }

@@ -101,12 +101,13 @@ enum Command {
         /// items.jsonl (popularity from events.csv beside it, if any).
         #[arg(long, default_value = "data/ml-1m/items.jsonl")]
         catalog: PathBuf,
+        /// Also serve a folder under a URL prefix: `--mount /bench/ort=bench/node_modules/onnxruntime-web/dist`.
+        #[arg(long = "mount", value_name = "PREFIX=DIR")]
+        mounts: Vec<localrank::serve::Mount>,
     },
-    /// Benchmarks that print a table (never a pass/fail).
-    Bench {
-        #[command(subcommand)]
-        what: crate::bench::BenchCommand,
-    },
+    /// Native benchmark: load time, embedding throughput and re-rank latency per model file,
+    /// as a table (never a pass/fail). `scripts/bench` adds the browser side.
+    Bench(crate::bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> Result<(), String> {
@@ -172,13 +173,17 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 out.as_deref(),
             )
         }
-        Command::Serve { port, catalog } => {
+        Command::Serve {
+            port,
+            catalog,
+            mounts,
+        } => {
             let catalog =
                 localrank::serve::StoreCatalog::load(&catalog).map_err(|e| e.to_string())?;
             let root = std::env::current_dir().map_err(|e| e.to_string())?;
-            localrank::serve::serve(root, catalog, port).map_err(|e| e.to_string())
+            localrank::serve::serve(root, catalog, port, &mounts).map_err(|e| e.to_string())
         }
-        Command::Bench { what } => crate::bench::run(what),
+        Command::Bench(args) => crate::bench::run(args),
     }
 }
 

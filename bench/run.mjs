@@ -1,0 +1,217 @@
+// The benchmark runner: native half (`localrank bench`), browser half (www/bench.html in Debian's
+// Chromium through playwright-core), one table on stdout, and bench/results.json, bench/table.md
+// and bench/throughput.svg. `scripts/bench` builds and fetches what it needs, then runs this.
+//
+//   node bench/run.mjs [--smoke]
+//
+// --smoke: q8_0 only, few texts and runs, output in target/bench/smoke/ (CI keeps it working;
+// its numbers mean nothing). Benchmarks never pass or fail on a number: only a broken run fails.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync } from "node:fs";
+import { gzipSync, constants as zlib } from "node:zlib";
+import { tmpdir, cpus, totalmem, release } from "node:os";
+import { join, dirname, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const SMOKE = process.argv.includes("--smoke");
+const OUT = SMOKE ? join(ROOT, "target/bench/smoke") : join(ROOT, "bench");
+const WORK = join(ROOT, "target/bench");
+const BIN = process.env.LOCALRANK_BIN || join(ROOT, "target/release/localrank");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const PORT = 19000 + (process.pid % 1000);
+const BASE = `http://127.0.0.1:${PORT}`;
+const PAGE_TIMEOUT_MS = 30 * 60 * 1000;
+const MOUNTS = {
+  "/bench/data": "target/bench",
+  "/bench/transformers": "bench/node_modules/@huggingface/transformers/dist",
+  "/bench/ort": "bench/node_modules/onnxruntime-web/dist",
+  "/bench/onnx-models": "bench/.cache/transformersjs",
+};
+
+const say = (message) => process.stderr.write(`bench: ${message}\n`);
+
+function localrank(args) {
+  say(`${relative(ROOT, BIN)} ${args.join(" ")}`);
+  execFileSync(BIN, args, { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] });
+}
+
+function runNative() {
+  const json = join(WORK, "native.json");
+  const sized = SMOKE ? ["--model", "models/all-MiniLM-L6-v2.q8_0.gguf", "--texts", "32", "--runs", "2"] : ["--runs", "20"];
+  localrank(["bench", ...sized, "--json", json]);
+  return JSON.parse(readFileSync(json, "utf8"));
+}
+
+async function startServer() {
+  const mounts = Object.entries(MOUNTS).flatMap(([prefix, dir]) => ["--mount", `${prefix}=${dir}`]);
+  const server = spawn(BIN, ["serve", "--port", String(PORT), ...mounts], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  await new Promise((resolve, reject) => {
+    server.stderr.on("data", (chunk) => String(chunk).includes("localrank store:") && resolve());
+    server.on("exit", (code) => reject(new Error(`localrank serve exited with ${code}`)));
+  });
+  return server;
+}
+
+async function runBrowser() {
+  const profile = mkdtempSync(join(tmpdir(), "localrank-bench-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const page = context.pages()[0] || (await context.newPage());
+    const problems = [];
+    page.on("console", (message) => {
+      if (message.type() === "error") problems.push(message.text());
+      else if (message.type() === "log") say(`page: ${message.text().slice(0, 200)}`);
+    });
+    page.on("pageerror", (error) => problems.push(String(error)));
+    await page.goto(`${BASE}/bench.html${SMOKE ? "?smoke" : ""}`);
+    await page.waitForSelector("body[data-done]", { timeout: PAGE_TIMEOUT_MS });
+    const error = await page.evaluate(() => window.benchError);
+    if (error) throw new Error(`the benchmark page failed: ${error}`);
+    if (problems.length) throw new Error(`console errors on the benchmark page: ${problems.join(" | ")}`);
+    return await page.evaluate(() => window.benchResult);
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+function environment(browser) {
+  const chromiumVersion = execFileSync(CHROMIUM, ["--version"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  const rustc = execFileSync("rustc", ["--version"], { encoding: "utf8" }).trim();
+  return {
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    memory_gib: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    chromium: chromiumVersion,
+    user_agent: browser.user_agent,
+    node: process.version,
+    rustc,
+    onnxruntime_web: browser.transformersjs.onnxruntime_web,
+    transformers_js: JSON.parse(readFileSync(join(ROOT, "bench/node_modules/@huggingface/transformers/package.json"), "utf8")).version,
+    threads: 1,
+  };
+}
+
+function wasmSizes() {
+  const wasm = readFileSync(join(ROOT, "pkg/localrank_bg.wasm"));
+  return { raw: wasm.length, gzip: gzipSync(wasm, { level: zlib.Z_BEST_COMPRESSION }).length };
+}
+
+const METRICS = [
+  ["load_ms", "load to ready, ms (lower is better)", 0],
+  ["titles_b1_per_s", "titles, batch 1, texts/s", 1],
+  ["titles_b32_per_s", "titles, batch 32, texts/s", 1],
+  ["descriptions_b1_per_s", "descriptions, batch 1, texts/s", 1],
+  ["descriptions_b32_per_s", "descriptions, batch 32, texts/s", 1],
+  ["rerank_cold_p50_ms", "re-rank cold p50, ms", 1],
+  ["rerank_cold_p95_ms", "re-rank cold p95, ms", 1],
+  ["rerank_warm_p50_ms", "re-rank warm p50, ms", 2],
+  ["rerank_warm_p95_ms", "re-rank warm p95, ms", 2],
+];
+
+function table(results) {
+  const wasm = Object.fromEntries(results.localrank_wasm.map((row) => [row.dtype, row]));
+  const native = Object.fromEntries(results.localrank_native.map((row) => [row.dtype, row]));
+  const dtypes = results.localrank_wasm.map((row) => row.dtype);
+  const tjs = results.transformersjs;
+  const format = (value, digits) => (value == null || Number.isNaN(value) ? "-" : value.toFixed(digits));
+  const ratio = (a, b) => (a == null || b == null ? "-" : `${(a / b).toFixed(2)}x`);
+  const header = ["metric", ...dtypes.map((d) => `wasm ${d}`), "transformers.js int8", "wasm q8_0 / tjs", ...dtypes.map((d) => `native ${d}`), "wasm / native (q8_0)"];
+  const lines = [`| ${header.join(" | ")} |`, `|${header.map((_, i) => (i ? "---:" : "---")).join("|")}|`];
+  for (const [key, label, digits] of METRICS) {
+    const cells = [label, ...dtypes.map((d) => format(wasm[d]?.[key], digits)), format(tjs[key], digits), ratio(wasm.q8_0?.[key], tjs[key]), ...dtypes.map((d) => format(native[d]?.[key], digits)), ratio(wasm.q8_0?.[key], native.q8_0?.[key])];
+    lines.push(`| ${cells.join(" | ")} |`);
+  }
+  const mb = (bytes) => (bytes / 1e6).toFixed(2);
+  lines.push(`| model file, MB | ${dtypes.map((d) => mb(wasm[d].file_bytes)).join(" | ")} | ${mb(results.transformersjs_model_bytes)} | ${ratio(wasm.q8_0?.file_bytes, results.transformersjs_model_bytes)} | ${dtypes.map(() => "").join(" | ")} | |`);
+  return lines.join("\n");
+}
+
+/// Grouped horizontal bars: texts/s per workload row, one bar per engine. Plain SVG, no library.
+function throughputChart(results) {
+  const engines = [
+    ...results.localrank_wasm.map((row) => [`localrank wasm ${row.dtype}`, row]),
+    ["transformers.js int8 (wasm)", results.transformersjs],
+    ...results.localrank_native.filter((row) => row.dtype === "q8_0").map((row) => ["localrank native q8_0", row]),
+  ];
+  const colours = ["#1f77b4", "#aec7e8", "#6baed6", "#ff7f0e", "#2ca02c"];
+  const rows = METRICS.filter(([key]) => key.endsWith("_per_s"));
+  const max = Math.max(...rows.flatMap(([key]) => engines.map(([, row]) => row[key] || 0)));
+  const barHeight = 14, groupGap = 18, left = 230, width = 760, plot = width - left - 80;
+  const height = 40 + rows.length * (engines.length * barHeight + groupGap) + engines.length * 18 + 20;
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`, `<text x="10" y="20" font-size="14">Embedding throughput, texts/s (one thread, ${results.environment.chromium})</text>`];
+  let y = 40;
+  for (const [key, label] of rows) {
+    parts.push(`<text x="10" y="${y + (engines.length * barHeight) / 2 + 4}">${label.replace(", texts/s", "")}</text>`);
+    engines.forEach(([, row], i) => {
+      const value = row[key] || 0;
+      const w = Math.max(1, (value / max) * plot);
+      parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barHeight - 2}" fill="${colours[i % colours.length]}"/>`);
+      parts.push(`<text x="${(left + w + 4).toFixed(1)}" y="${y + barHeight - 4}">${value.toFixed(1)}</text>`);
+      y += barHeight;
+    });
+    y += groupGap;
+  }
+  engines.forEach(([name], i) => {
+    parts.push(`<rect x="${left}" y="${y}" width="12" height="12" fill="${colours[i % colours.length]}"/><text x="${left + 18}" y="${y + 10}">${name}</text>`);
+    y += 18;
+  });
+  parts.push("</svg>");
+  return parts.join("\n");
+}
+
+async function main() {
+  mkdirSync(WORK, { recursive: true });
+  mkdirSync(OUT, { recursive: true });
+  localrank(["bench", "--write-workload", join(WORK, "workload.json")]);
+  const native = runNative();
+  const server = await startServer();
+  let browser;
+  try {
+    browser = await runBrowser();
+  } finally {
+    server.kill();
+  }
+  const sizes = wasmSizes();
+  const q8 = browser.localrank.find((row) => row.dtype === "q8_0");
+  const results = {
+    // The keys outside checks read (issue 6): localrank's wasm build on the q8_0 model.
+    embed_titles_b32_per_s: q8.titles_b32_per_s,
+    embed_titles_b32_per_s_transformersjs: browser.transformersjs.titles_b32_per_s,
+    rerank_warm_p50_ms: q8.rerank_warm_p50_ms,
+    rerank_cold_p50_ms: q8.rerank_cold_p50_ms,
+    wasm_gzip_bytes: sizes.gzip,
+    model_bytes: q8.file_bytes,
+    peak_wasm_memory_bytes: browser.peak_wasm_memory_bytes,
+    // Everything else measured in the same run.
+    smoke: SMOKE,
+    wasm_raw_bytes: sizes.raw,
+    transformersjs_model_bytes: statSync(join(ROOT, MOUNTS["/bench/onnx-models"], "all-MiniLM-L6-v2/onnx/model_quantized.onnx")).size,
+    environment: environment(browser),
+    agreement: browser.agreement,
+    localrank_wasm: browser.localrank,
+    transformersjs: browser.transformersjs,
+    localrank_native: native,
+    measured_at: new Date().toISOString(),
+  };
+  const text = table(results);
+  console.log(text);
+  console.log(`\n.wasm ${sizes.raw} B raw, ${sizes.gzip} B gzip -9; peak wasm memory ${(results.peak_wasm_memory_bytes / 2 ** 20).toFixed(1)} MiB`);
+  console.log(`agreement (cosine, ${Object.values(results.agreement)[0]?.texts} texts): ${Object.entries(results.agreement).map(([k, v]) => `${k} min ${v.min.toFixed(5)} mean ${v.mean.toFixed(5)}`).join("; ")}`);
+  writeFileSync(join(OUT, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(OUT, "table.md"), `${text}\n`);
+  writeFileSync(join(OUT, "throughput.svg"), `${throughputChart(results)}\n`);
+  say(`wrote ${relative(ROOT, OUT)}/results.json, table.md, throughput.svg`);
+}
+
+main().catch((error) => {
+  console.error(`bench: ${error.stack || error}`);
+  process.exit(1);
+});
