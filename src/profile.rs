@@ -172,25 +172,7 @@ pub fn normalise(vector: &mut [f32]) {
     }
 }
 
-/// Dot product in eight running lanes, summed in a fixed tree: LLVM turns the lanes into SIMD
-/// (a plain `.sum()` must stay sequential, since float addition does not reassociate), and the
-/// order is the same on every target. Re-ranking calls this ~15,000 times per page.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let length = a.len().min(b.len());
-    let (a, b) = (&a[..length], &b[..length]);
-    let mut lanes = [0f32; LANES];
-    for (x, y) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
-        for lane in 0..LANES {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    let done = length / LANES * LANES;
-    let tail: f32 = a[done..].iter().zip(&b[done..]).map(|(x, y)| x * y).sum();
-    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
-        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
-        + tail
-}
+pub use crate::model::ops::dot;
 
 /// Cosine similarity; 0 for a zero vector.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {

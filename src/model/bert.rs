@@ -19,10 +19,6 @@ use super::ops;
 use super::tokenize::Batch;
 use crate::error::{Error, Result};
 
-/// Added to attention scores of padding positions: exp() of it is exactly 0 in f32, and unlike
-/// -inf it cannot turn a row into NaN.
-const MASKED_SCORE: f64 = -1e9;
-
 enum Linear {
     /// F32/F16 files: candle's f32 matmul, the exact path.
     Float { weight: QMatMul, bias: Tensor },
@@ -31,6 +27,14 @@ enum Linear {
 }
 
 impl Linear {
+    /// `x·Wᵀ + b` for `x` already flattened to `rows x inputs` values (`shape` is x's).
+    fn forward_values(&self, x: &Tensor, values: &[f32]) -> candle_core::Result<Vec<f32>> {
+        match self {
+            Linear::Float { .. } => self.forward(x)?.flatten_all()?.to_vec1::<f32>(),
+            Linear::Int8(layer) => Ok(layer.forward(values)),
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Linear::Float { weight, bias } => weight.forward(x)?.broadcast_add(bias),
@@ -217,7 +221,13 @@ impl BertEncoder {
         let (rows, seq_len) = (batch.rows, batch.seq_len);
         let ids = Tensor::from_slice(&batch.ids, rows * seq_len, &Device::Cpu)?;
         let mask = Tensor::from_slice(&batch.mask, (rows, seq_len), &Device::Cpu)?;
-        let hidden = self.hidden_states(&ids, &mask, rows, seq_len)?;
+        // Real tokens per text; `pad_batch` puts all padding at the end.
+        let lengths: Vec<usize> = batch
+            .mask
+            .chunks(seq_len.max(1))
+            .map(|row| row.iter().filter(|&&m| m > 0.0).count())
+            .collect();
+        let hidden = self.hidden_states(&ids, &lengths, rows, seq_len)?;
         let pooled = mean_pool(&hidden, &mask)?;
         let normalised = l2_normalise(&pooled)?;
         Ok(normalised.flatten_all()?.to_vec1::<f32>()?)
@@ -226,7 +236,7 @@ impl BertEncoder {
     fn hidden_states(
         &self,
         ids: &Tensor,
-        mask: &Tensor,
+        lengths: &[usize],
         rows: usize,
         seq_len: usize,
     ) -> candle_core::Result<Tensor> {
@@ -240,10 +250,8 @@ impl BertEncoder {
             .broadcast_add(&positions)?
             .broadcast_add(&self.token_type_embedding)?;
         let mut x = self.embeddings_norm.forward(&embedded)?;
-        // (rows, 1, 1, seq): 0 where a key is a real token, MASKED_SCORE where it is padding.
-        let score_bias = ((mask - 1.0)? * -MASKED_SCORE)?.reshape((rows, 1, 1, seq_len))?;
         for layer in &self.layers {
-            x = self.layer_forward(layer, &x, &score_bias)?;
+            x = self.layer_forward(layer, &x, lengths)?;
         }
         Ok(x)
     }
@@ -252,9 +260,9 @@ impl BertEncoder {
         &self,
         layer: &EncoderLayer,
         x: &Tensor,
-        score_bias: &Tensor,
+        lengths: &[usize],
     ) -> candle_core::Result<Tensor> {
-        let attended = self.attention(layer, x, score_bias)?;
+        let attended = self.attention(layer, x, lengths)?;
         let x = layer
             .attention_norm
             .forward(&(layer.attention_output.forward(&attended)? + x)?)?;
@@ -268,26 +276,21 @@ impl BertEncoder {
         &self,
         layer: &EncoderLayer,
         x: &Tensor,
-        score_bias: &Tensor,
+        lengths: &[usize],
     ) -> candle_core::Result<Tensor> {
         let (rows, seq_len, hidden_size) = x.dims3()?;
-        let heads = self.config.num_attention_heads;
-        let head_dim = self.config.head_dim();
-        let split_heads = |t: Tensor| {
-            t.reshape((rows, seq_len, heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
+        let values = x.flatten_all()?.to_vec1::<f32>()?;
+        let query = layer.query.forward_values(x, &values)?;
+        let key = layer.key.forward_values(x, &values)?;
+        let value = layer.value.forward_values(x, &values)?;
+        let shape = ops::AttentionShape {
+            rows,
+            seq_len,
+            heads: self.config.num_attention_heads,
+            head_dim: self.config.head_dim(),
         };
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let query = split_heads((layer.query.forward(x)? * scale)?)?;
-        let key = split_heads(layer.key.forward(x)?)?;
-        let value = split_heads(layer.value.forward(x)?)?;
-        let scores = query.matmul(&key.t()?)?.broadcast_add(score_bias)?;
-        let probabilities = map_in_place(&scores, |v| ops::softmax_rows_in_place(v, seq_len))?;
-        probabilities
-            .matmul(&value)?
-            .transpose(1, 2)?
-            .reshape((rows, seq_len, hidden_size))
+        let attended = ops::attention(&query, &key, &value, lengths, &shape);
+        Tensor::from_vec(attended, (rows, seq_len, hidden_size), x.device())
     }
 }
 
