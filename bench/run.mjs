@@ -39,7 +39,7 @@ function localrank(args) {
 
 function runNative() {
   const json = join(WORK, "native.json");
-  const sized = SMOKE ? ["--model", "models/all-MiniLM-L6-v2.q8_0.gguf", "--texts", "32", "--runs", "2"] : ["--runs", "20"];
+  const sized = SMOKE ? ["--model", "models/all-MiniLM-L6-v2.q8_0.gguf", "--texts", "32", "--runs", "2", "--repeats", "1"] : ["--runs", "20"];
   localrank(["bench", ...sized, "--json", json]);
   return JSON.parse(readFileSync(json, "utf8"));
 }
@@ -167,6 +167,21 @@ function throughputChart(results) {
   return parts.join("\n");
 }
 
+/// A broken run must fail, even in the smoke pass: every key outside checks read is a positive
+/// number, and the two engines embed alike (else the race compares different work). No timing
+/// is judged here.
+const REQUIRED_KEYS = ["embed_titles_b32_per_s", "embed_titles_b32_per_s_transformersjs", "rerank_warm_p50_ms", "rerank_cold_p50_ms", "wasm_gzip_bytes", "model_bytes", "peak_wasm_memory_bytes"];
+const MIN_AGREEMENT = 0.99;
+
+function checkShape(results) {
+  for (const key of REQUIRED_KEYS) {
+    const value = results[key];
+    if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) throw new Error(`results.${key} is ${value}, not a positive number`);
+  }
+  const agreement = results.agreement.localrank_q8_0_vs_transformersjs;
+  if (!agreement || !(agreement.min >= MIN_AGREEMENT)) throw new Error(`localrank q8_0 and transformers.js disagree: min cosine ${agreement?.min} < ${MIN_AGREEMENT}`);
+}
+
 async function main() {
   mkdirSync(WORK, { recursive: true });
   mkdirSync(OUT, { recursive: true });
@@ -201,6 +216,7 @@ async function main() {
     localrank_native: native,
     measured_at: new Date().toISOString(),
   };
+  checkShape(results);
   const text = table(results);
   console.log(text);
   console.log(`\n.wasm ${sizes.raw} B raw, ${sizes.gzip} B gzip -9; peak wasm memory ${(results.peak_wasm_memory_bytes / 2 ** 20).toFixed(1)} MiB`);
