@@ -228,3 +228,24 @@ pub fn serve(root: PathBuf, catalog: StoreCatalog, port: u16, mounts: &[Mount]) 
             .map_err(|e| Error::io("server stopped", e))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Mount;
+
+    #[test]
+    fn mounts_parse_prefix_and_folder_and_refuse_bad_prefixes() {
+        let mount: Mount = "/bench/ort=bench/node_modules/onnxruntime-web/dist"
+            .parse()
+            .unwrap();
+        assert_eq!(mount.prefix, "/bench/ort");
+        assert_eq!(
+            mount.dir,
+            std::path::PathBuf::from("bench/node_modules/onnxruntime-web/dist")
+        );
+        for bad in ["bench=dir", "/=dir", "/bench/=dir", "/bench"] {
+            let err = bad.parse::<Mount>().unwrap_err();
+            assert!(err.contains(bad.split('=').next().unwrap()), "{bad}: {err}");
+        }
+    }
+}
