@@ -109,28 +109,77 @@ pub fn attention(
     let hidden = heads * head_dim;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let mut out = vec![0f32; rows * seq_len * hidden];
-    let mut scores = vec![0f32; seq_len];
+    // Keys padded to whole tiles; extra keys are zero and their scores are never read.
+    let padded = seq_len.div_ceil(KEY_TILE) * KEY_TILE;
+    let mut keys_t = vec![0f32; head_dim * padded];
+    let mut scores = vec![0f32; QUERY_TILE * padded];
     for (row, &length) in lengths.iter().enumerate().take(rows) {
         let length = length.min(seq_len);
         let at =
             |position: usize, head: usize| (row * seq_len + position) * hidden + head * head_dim;
         for head in 0..heads {
-            for query in 0..length {
-                let q_row = &q[at(query, head)..][..head_dim];
-                for (key, score) in scores[..length].iter_mut().enumerate() {
-                    *score = dot(q_row, &k[at(key, head)..][..head_dim]) * scale;
+            // Kᵀ for this text and head: dimension-major, so a tile of keys is contiguous.
+            for key in 0..length {
+                for (d, &value) in k[at(key, head)..][..head_dim].iter().enumerate() {
+                    keys_t[d * padded + key] = value;
                 }
-                softmax_rows_in_place(&mut scores[..length], length);
-                let o = &mut out[at(query, head)..][..head_dim];
-                for (key, &p) in scores[..length].iter().enumerate() {
-                    for (o, &v) in o.iter_mut().zip(&v[at(key, head)..][..head_dim]) {
-                        *o += p * v;
+            }
+            for first in (0..length).step_by(QUERY_TILE) {
+                let queries = QUERY_TILE.min(length - first);
+                let q_rows: [&[f32]; QUERY_TILE] = core::array::from_fn(|r| {
+                    &q[at(first + r.min(queries - 1), head)..][..head_dim]
+                });
+                query_key_scores(&q_rows, &keys_t, padded, length, &mut scores);
+                for r in 0..queries {
+                    let row_scores = &mut scores[r * padded..r * padded + length];
+                    for s in row_scores.iter_mut() {
+                        *s *= scale;
+                    }
+                    softmax_rows_in_place(row_scores, length);
+                    let o = &mut out[at(first + r, head)..][..head_dim];
+                    for (key, &p) in row_scores.iter().enumerate() {
+                        for (o, &v) in o.iter_mut().zip(&v[at(key, head)..][..head_dim]) {
+                            *o += p * v;
+                        }
                     }
                 }
             }
         }
     }
     out
+}
+
+/// Queries and keys per register tile of `query_key_scores`.
+const QUERY_TILE: usize = 4;
+const KEY_TILE: usize = 8;
+
+/// `scores[r][key] = q_rows[r] · key` for the first `length` keys (in whole tiles), each sum
+/// taken over the dimensions in order. The 4 x 8 tile of sums stays in registers while the
+/// dimensions stream by: two vector loads of keys and four broadcast queries per dimension.
+#[inline(always)]
+fn query_key_scores(
+    q_rows: &[&[f32]; QUERY_TILE],
+    keys_t: &[f32],
+    padded: usize,
+    length: usize,
+    scores: &mut [f32],
+) {
+    let head_dim = q_rows[0].len();
+    for first_key in (0..length).step_by(KEY_TILE) {
+        let mut tile = [[0f32; KEY_TILE]; QUERY_TILE];
+        for d in 0..head_dim {
+            let keys = &keys_t[d * padded + first_key..][..KEY_TILE];
+            for (sums, q) in tile.iter_mut().zip(q_rows) {
+                let q = q[d];
+                for (sum, &key) in sums.iter_mut().zip(keys) {
+                    *sum += q * key;
+                }
+            }
+        }
+        for (r, sums) in tile.iter().enumerate() {
+            scores[r * padded + first_key..][..KEY_TILE].copy_from_slice(sums);
+        }
+    }
 }
 
 /// GELU with erf (BERT's `hidden_act: gelu`), in place.
@@ -141,21 +190,50 @@ pub fn gelu_in_place(values: &mut [f32]) {
 }
 
 /// Softmax over each `width`-long row, in place. Rows of masked scores (-1e9) get weight 0.
+/// Three passes (max, exp, scale) so each one vectorises: a running sum inside the exp loop
+/// would keep it scalar.
 pub fn softmax_rows_in_place(values: &mut [f32], width: usize) {
     for row in values.chunks_exact_mut(width) {
-        let max = row
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        let mut sum = 0.0;
+        let max = lane_max(row);
         for v in row.iter_mut() {
             *v = exp(*v - max);
-            sum += *v;
         }
-        let inverse = 1.0 / sum;
+        let inverse = 1.0 / lane_sum(row);
         for v in row.iter_mut() {
             *v *= inverse;
         }
     }
+}
+
+/// Maximum in eight lanes (selects, so SIMD max instructions), then across the lanes.
+fn lane_max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = if v > *lane { v } else { *lane };
+        }
+    }
+    lanes
+        .iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// Sum in eight lanes and a fixed tree: vectorised, and the same order on every target.
+fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+        + tail
 }
 
 #[cfg(test)]
