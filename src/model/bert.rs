@@ -7,8 +7,10 @@
 //!
 //! candle-transformers has an f32 BERT but no quantized one; this is ours. Weights arrive as
 //! Q8_0/Q4_0/F16/F32 `QTensor`s. The word-embedding table (half the parameters) stays quantized
-//! in memory and only looked-up rows are dequantized; linear layers are dequantized at load (see
-//! `Weights::linear` for the measurements behind that).
+//! in memory and only looked-up rows are dequantized; linear layers become int8 for quantized
+//! files (`int8.rs`; see `Weights::linear` for why not candle's `QMatMul`) and stay f32 for float
+//! files. Attention, softmax and GELU run on our kernels (`ops.rs`); candle holds the tensors,
+//! the embedding lookup, layer norm and pooling.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -27,7 +29,8 @@ enum Linear {
 }
 
 impl Linear {
-    /// `x·Wᵀ + b` for `x` already flattened to `rows x inputs` values (`shape` is x's).
+    /// `x·Wᵀ + b` as flat values; `values` is `x` flattened (`rows x inputs`), passed in so the
+    /// query, key and value layers share one copy.
     fn forward_values(&self, x: &Tensor, values: &[f32]) -> candle_core::Result<Vec<f32>> {
         match self {
             Linear::Float { .. } => self.forward(x)?.flatten_all()?.to_vec1::<f32>(),
