@@ -167,25 +167,12 @@ impl QuantizedRows {
     }
 }
 
+/// (scale, 1/scale) mapping the largest magnitude to `limit`. An all-zero row, or one holding an
+/// infinity, gets scale 0 and quantizes to zeros; a NaN is passed over by the max and becomes 0.
+/// (No layer here produces either.)
 #[inline(always)]
-/// (scale, 1/scale) mapping the largest magnitude to `limit`; an all-zero row (or one with a
-/// non-finite value, which no layer here produces) gets scale 0 and quantizes to zeros.
 fn symmetric_scale(values: &[f32], limit: f32) -> (f32, f32) {
-    // Eight running maxima, written as selects: LLVM turns this into SIMD max instructions
-    // (a plain `fold(f32::max)` stays scalar).
-    let mut lanes = [0f32; 8];
-    let chunks = values.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            let a = v.abs();
-            *lane = if a > *lane { a } else { *lane };
-        }
-    }
-    let max = lanes
-        .iter()
-        .chain(tail.iter())
-        .fold(0f32, |m, &v| if v.abs() > m { v.abs() } else { m });
+    let max = super::ops::lane_max_of(values, f32::abs);
     if max > 0.0 && max.is_finite() {
         (max / limit, limit / max)
     } else {

@@ -72,9 +72,14 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let done = length / LANES * LANES;
     let tail: f32 = a[done..].iter().zip(&b[done..]).map(|(x, y)| x * y).sum();
+    sum_lanes(&lanes) + tail
+}
+
+/// The fixed summation tree over eight lanes that `dot` and `lane_sum` share.
+#[inline(always)]
+fn sum_lanes(lanes: &[f32; 8]) -> f32 {
     ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
         + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
-        + tail
 }
 
 /// The shape of one attention call: `rows` texts of `seq_len` positions, `heads` x `head_dim`.
@@ -205,20 +210,27 @@ pub fn softmax_rows_in_place(values: &mut [f32], width: usize) {
     }
 }
 
-/// Maximum in eight lanes (selects, so SIMD max instructions), then across the lanes.
-fn lane_max(values: &[f32]) -> f32 {
+/// Largest `map(v)` over `values`, in eight lanes of selects (SIMD max instructions; a plain
+/// `fold(f32::max)` stays scalar), then across the lanes. A NaN never wins; empty gives -inf.
+#[inline(always)]
+pub fn lane_max_of(values: &[f32], map: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let chunks = values.chunks_exact(8);
     let tail = chunks.remainder();
     for chunk in chunks {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            let v = map(v);
             *lane = if v > *lane { v } else { *lane };
         }
     }
-    lanes
-        .iter()
-        .chain(tail)
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+    tail.iter()
+        .map(|&v| map(v))
+        .chain(lanes)
+        .fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m })
+}
+
+fn lane_max(values: &[f32]) -> f32 {
+    lane_max_of(values, |v| v)
 }
 
 /// Sum in eight lanes and a fixed tree: vectorised, and the same order on every target.
@@ -231,9 +243,7 @@ fn lane_sum(values: &[f32]) -> f32 {
             *lane += v;
         }
     }
-    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
-        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
-        + tail
+    sum_lanes(&lanes) + tail
 }
 
 #[cfg(test)]
