@@ -104,6 +104,21 @@ impl Int8Linear {
             .sum()
     }
 
+    /// Whole output rows by the definition (`integer_dot` then `finish`), from activation row
+    /// `first_row` on: the portable kernel, and every SIMD kernel's fallback and remainder.
+    fn reference_rows(&self, rows: &QuantizedRows, first_row: usize, out: &mut [f32]) {
+        for (offset, out_row) in out.chunks_exact_mut(self.outputs).enumerate() {
+            let row = first_row + offset;
+            for (output, y) in out_row.iter_mut().enumerate() {
+                *y = self.finish(
+                    self.integer_dot(rows, row, output),
+                    rows.scales[row],
+                    output,
+                );
+            }
+        }
+    }
+
     fn weight_row(&self, output: usize) -> &[i8] {
         &self.weights[output * self.inputs..(output + 1) * self.inputs]
     }
@@ -228,9 +243,9 @@ fn quantize_row(source: &[f32], inverse_scale: f32, limit: f32, target: &mut [i1
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 mod kernel {
-    //! Portable kernel: plain loops that LLVM vectorises (pmaddwd on x86, compiled a second time
-    //! for AVX2 and picked at run time), split across the machine's cores when there is enough
-    //! work. Natively the evaluation embeds thousands of texts through this path.
+    //! Native kernel: the AVX2 tile (`avx2` below) when the CPU has it, else the definition
+    //! (`Int8Linear::reference_rows`, which LLVM vectorises), split across the machine's cores
+    //! when there is enough work. Natively the evaluation embeds thousands of texts this way.
     use super::{Int8Linear, QuantizedRows};
 
     /// Below this many multiply-adds a thread costs more than it saves.
@@ -263,29 +278,7 @@ mod kernel {
                 return;
             }
         }
-        matmul_rows_generic(rows, layer, first_row, out)
-    }
-
-    #[inline(always)]
-    fn matmul_rows_generic(
-        rows: &QuantizedRows,
-        layer: &Int8Linear,
-        first_row: usize,
-        out: &mut [f32],
-    ) {
-        let outputs = layer.outputs;
-        for (offset, out_row) in out.chunks_exact_mut(outputs).enumerate() {
-            let row = first_row + offset;
-            let x = rows.row(row);
-            for (output, y) in out_row.iter_mut().enumerate() {
-                let sum: i32 = x
-                    .iter()
-                    .zip(layer.weight_row(output))
-                    .map(|(&a, &b)| a as i32 * b as i32)
-                    .sum();
-                *y = layer.finish(sum, rows.scales[row], output);
-            }
-        }
+        layer.reference_rows(rows, first_row, out)
     }
 }
 
@@ -337,13 +330,7 @@ mod avx2 {
                 }
             }
         }
-        for offset in full..count {
-            let row = first_row + offset;
-            for output in 0..outputs {
-                let sum = layer.integer_dot(rows, row, output);
-                out[offset * outputs + output] = layer.finish(sum, rows.scales[row], output);
-            }
-        }
+        layer.reference_rows(rows, first_row + full, &mut out[full * outputs..]);
         true
     }
 
@@ -374,7 +361,7 @@ mod kernel {
     pub fn matmul(rows: &QuantizedRows, layer: &Int8Linear, out: &mut [f32]) {
         let (inputs, outputs) = (layer.inputs, layer.outputs);
         if inputs % 16 != 0 {
-            return fallback(rows, layer, out);
+            return layer.reference_rows(rows, 0, out);
         }
         let full_rows = rows.len() / TILE_ROWS * TILE_ROWS;
         let full_outputs = outputs / TILE_OUTPUTS * TILE_OUTPUTS;
@@ -397,15 +384,6 @@ mod kernel {
         for r in full_rows..rows.len() {
             for output in 0..outputs {
                 out[r * outputs + output] = single(rows, layer, r, output);
-            }
-        }
-    }
-
-    fn fallback(rows: &QuantizedRows, layer: &Int8Linear, out: &mut [f32]) {
-        for r in 0..rows.len() {
-            for output in 0..layer.outputs {
-                let sum = layer.integer_dot(rows, r, output);
-                out[r * layer.outputs + output] = layer.finish(sum, rows.scales[r], output);
             }
         }
     }
