@@ -138,7 +138,7 @@ def write_manifest(produced: list[dict]) -> None:
             "files": [{"name": name, "sha256": digest} for name, digest in EXPECTED_SHA256.items()],
             "license": "Apache-2.0",
         },
-        "format": "gguf (localrank format_version 1)",
+        "format": "gguf (localrank format_version 2)",
         "default_dtype": "q8_0",
         "files": [by_dtype[d] for d in ALL_DTYPES if d in by_dtype],
     }

@@ -30,7 +30,8 @@ pub fn kind_weight(kind: EventKind) -> f64 {
 }
 
 /// Exponential decay by age; searches fade twice as fast (intent, not taste). Events from the
-/// future (a skewed clock) count as new.
+/// future (a skewed clock) count as new. Never 0: an event many half-lives old keeps the smallest
+/// positive weight, so a history of only old events still has an order and no 0/0.
 pub fn age_weight(kind: EventKind, at_ms: f64, now_ms: f64, half_life_days: f64) -> f64 {
     let half_life = if kind == EventKind::Search {
         half_life_days / 2.0
@@ -38,7 +39,7 @@ pub fn age_weight(kind: EventKind, at_ms: f64, now_ms: f64, half_life_days: f64)
         half_life_days
     };
     let age_days = ((now_ms - at_ms) / MS_PER_DAY).max(0.0);
-    0.5f64.powf(age_days / half_life)
+    0.5f64.powf(age_days / half_life).max(f64::MIN_POSITIVE)
 }
 
 /// One history event, ready for scoring.
@@ -88,6 +89,7 @@ impl Profile {
             positives
                 .iter()
                 .filter_map(|e| e.collaborative.as_deref().map(|v| (v, e.weight))),
+            positives.first().map_or(1.0, |e| e.weight),
         );
         Profile {
             positives,
@@ -109,8 +111,12 @@ impl Profile {
 }
 
 fn cluster(positives: &[ProfileEntry]) -> Vec<Interest> {
+    // Centroids are summed in f32: weights relative to the heaviest, so old events (tiny f64
+    // weights) do not vanish in f32.
+    let max_weight = positives.first().map_or(1.0, |e| e.weight);
     let mut sums: Vec<(Vec<f32>, f64)> = Vec::new();
     for entry in positives {
+        let scale = (entry.weight / max_weight) as f32;
         let best = sums
             .iter()
             .enumerate()
@@ -127,12 +133,12 @@ fn cluster(positives: &[ProfileEntry]) -> Vec<Interest> {
         match join {
             Some(index) => {
                 let (sum, weight) = &mut sums[index];
-                add_scaled(sum, &entry.text, entry.weight as f32);
+                add_scaled(sum, &entry.text, scale);
                 *weight += entry.weight;
             }
             None => {
                 let mut sum = vec![0.0; entry.text.len()];
-                add_scaled(&mut sum, &entry.text, entry.weight as f32);
+                add_scaled(&mut sum, &entry.text, scale);
                 sums.push((sum, entry.weight));
             }
         }
@@ -145,12 +151,15 @@ fn cluster(positives: &[ProfileEntry]) -> Vec<Interest> {
         .collect()
 }
 
-fn weighted_mean<'a>(vectors: impl Iterator<Item = (&'a [f32], f64)>) -> Option<Vec<f32>> {
+fn weighted_mean<'a>(
+    vectors: impl Iterator<Item = (&'a [f32], f64)>,
+    max_weight: f64,
+) -> Option<Vec<f32>> {
     let mut sum: Option<Vec<f32>> = None;
     for (vector, weight) in vectors {
         let sum = sum.get_or_insert_with(|| vec![0.0; vector.len()]);
         if sum.len() == vector.len() {
-            add_scaled(sum, vector, weight as f32);
+            add_scaled(sum, vector, (weight / max_weight) as f32);
         }
     }
     sum.map(|mut s| {

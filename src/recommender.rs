@@ -10,12 +10,18 @@ use crate::cache::{EmbeddingCache, DEFAULT_CAPACITY};
 use crate::error::{Error, Result};
 use crate::model::Embedder;
 use crate::profile::{age_weight, kind_weight, normalise, Profile, ProfileEntry};
-use crate::records::{validate_candidates, Candidate, Event, EventKind, Options, Ranked};
+use crate::records::{
+    keep_newest, validate_candidates, Candidate, Event, EventKind, Options, Ranked,
+};
 use crate::rerank::{rerank, CandidateInput};
 
-/// The history keeps at most this many events; recording more drops the oldest.
+/// The history keeps at most this many events; recording more drops the oldest. Ranking reads
+/// at most this many (the newest), whatever the caller passes.
 pub const MAX_HISTORY_EVENTS: usize = 1000;
-const STATE_VERSION: u32 = 1;
+/// The saved state's layout. Version 1: `{"version": 1, "events": [...]}`. A bare JSON array of
+/// events (version 0: what `localrank rank --history` reads, as one array) is migrated on import;
+/// a newer version is refused, so that a newer copy is kept aside, not misread.
+pub const STATE_VERSION: u32 = 1;
 
 pub struct Recommender {
     embedder: Embedder,
@@ -28,7 +34,15 @@ pub struct Recommender {
 #[derive(Serialize, Deserialize)]
 struct SavedState {
     version: u32,
-    events: Vec<serde_json::Value>,
+    events: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// What `import_state` did: how many events it restored, and the ones it could not read (each
+/// named `events[i].field: problem`), which it left out.
+#[derive(Debug, Default, Serialize)]
+pub struct ImportReport {
+    pub events: usize,
+    pub dropped: Vec<String>,
 }
 
 impl Recommender {
@@ -80,11 +94,13 @@ impl Recommender {
         &self.history
     }
 
-    /// Adds one event; beyond `MAX_HISTORY_EVENTS` the oldest goes.
-    pub fn record(&mut self, event: Event) -> Result<()> {
+    /// Adds one event; beyond `MAX_HISTORY_EVENTS` the oldest goes. Long texts are cut (see
+    /// `Candidate::cut_long_text`).
+    pub fn record(&mut self, mut event: Event) -> Result<()> {
         event.validate("event")?;
+        event.cut_long_text();
         self.history.push(event);
-        trim_oldest(&mut self.history);
+        keep_newest(&mut self.history, MAX_HISTORY_EVENTS);
         Ok(())
     }
 
@@ -100,41 +116,43 @@ impl Recommender {
     }
 
     pub fn export_state(&self) -> Vec<u8> {
-        let events = self
-            .history
-            .iter()
-            .map(|e| serde_json::to_value(e).expect("events serialise"))
-            .collect();
-        serde_json::to_vec(&SavedState {
+        #[derive(Serialize)]
+        struct Export<'a> {
+            version: u32,
+            events: &'a [Event],
+        }
+        let export = Export {
             version: STATE_VERSION,
-            events,
-        })
-        .expect("state serialises")
+            events: &self.history,
+        };
+        // Events hold strings and finite numbers only: serialising them cannot fail.
+        serde_json::to_vec(&export).unwrap_or_default()
     }
 
-    /// Replaces the history with a saved one, all or nothing.
-    pub fn import_state(&mut self, bytes: &[u8]) -> Result<()> {
-        let saved: SavedState = serde_json::from_slice(bytes)
-            .map_err(|e| Error::State(format!("not a localrank export ({e})")))?;
-        if saved.version != STATE_VERSION {
-            return Err(Error::State(format!(
-                "version {} is not supported (expected {STATE_VERSION})",
-                saved.version
-            )));
-        }
-        let mut events = Vec::with_capacity(saved.events.len());
-        for (index, value) in saved.events.into_iter().enumerate() {
+    /// Replaces the history with a saved one. The container must be readable (JSON of a known
+    /// version), or nothing changes and the error says why; events inside it that cannot be
+    /// read are left out and reported, so one bad record never loses the rest.
+    pub fn import_state(&mut self, bytes: &[u8]) -> Result<ImportReport> {
+        let raw_events = saved_events(bytes)?;
+        let mut report = ImportReport::default();
+        let mut events = Vec::with_capacity(raw_events.len().min(MAX_HISTORY_EVENTS * 4));
+        for (index, raw) in raw_events.iter().enumerate() {
             let record = format!("events[{index}]");
-            let event: Event = serde_json::from_value(value)
-                .map_err(|e| Error::State(format!("{record}: {e}")))?;
-            event
-                .validate(&record)
-                .map_err(|e| Error::State(e.to_string()))?;
-            events.push(event);
+            let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+            let parsed = crate::records::deserialize_named::<Event, _>(&mut deserializer, &record)
+                .and_then(|event| event.validate(&record).map(|()| event));
+            match parsed {
+                Ok(mut event) => {
+                    event.cut_long_text();
+                    events.push(event);
+                }
+                Err(e) => report.dropped.push(e.to_string()),
+            }
         }
-        trim_oldest(&mut events);
+        keep_newest(&mut events, MAX_HISTORY_EVENTS);
+        report.events = events.len();
         self.history = events;
-        Ok(())
+        Ok(report)
     }
 
     /// Ranks `candidates` for the stored history.
@@ -148,6 +166,20 @@ impl Recommender {
         let result = self.rerank_for(&history, candidates, options, now_ms);
         self.history = history;
         result
+    }
+
+    /// Ranks what can be ranked of a list received from outside (see `admit_candidates`):
+    /// the page's path, where one bad record must not stop the rest. Returns the ranking and one
+    /// message per record left out or merged.
+    pub fn rerank_admitting(
+        &mut self,
+        parsed: Vec<Result<Candidate>>,
+        options: Option<&Options>,
+        now_ms: f64,
+    ) -> Result<(Vec<Ranked>, Vec<String>)> {
+        let admitted = crate::records::admit_candidates(parsed);
+        let ranked = self.rerank(&admitted.candidates, options, now_ms)?;
+        Ok((ranked, admitted.dropped))
     }
 
     /// Ranks `candidates` for a history given by the caller (the CLI and the evaluation), with
@@ -165,6 +197,16 @@ impl Recommender {
         for (index, event) in history.iter().enumerate() {
             event.validate(&format!("history[{index}]"))?;
         }
+        let newest;
+        let history = if history.len() > MAX_HISTORY_EVENTS {
+            let mut kept = history.to_vec();
+            keep_newest(&mut kept, MAX_HISTORY_EVENTS);
+            newest = kept;
+            &newest[..]
+        } else {
+            history
+        };
+        let history: Vec<&Event> = without_dismissed_interest(history);
         if !now_ms.is_finite() {
             return Err(Error::invalid(
                 "now",
@@ -174,7 +216,7 @@ impl Recommender {
         let texts: Vec<String> = candidates
             .iter()
             .map(Candidate::embedding_text)
-            .chain(history.iter().map(event_text))
+            .chain(history.iter().map(|e| event_text(e)))
             .collect();
         let vectors = self.cache.embed(&self.embedder, &texts)?;
         let (candidate_vectors, history_vectors) = vectors.split_at(candidates.len());
@@ -227,15 +269,54 @@ fn unit_collaborative(candidate: &Candidate) -> Option<Vec<f32>> {
     })
 }
 
-/// Drops the oldest events (smallest `at`, earliest recorded among equals) beyond the cap.
-fn trim_oldest(events: &mut Vec<Event>) {
-    while events.len() > MAX_HISTORY_EVENTS {
-        let oldest = events
-            .iter()
-            .enumerate()
-            .min_by(|(ia, a), (ib, b)| a.at.total_cmp(&b.at).then(ia.cmp(ib)))
-            .map(|(i, _)| i)
-            .expect("non-empty");
-        events.remove(oldest);
+/// The events that speak for the shopper's taste: a product's view, cart or purchase recorded
+/// at or before the shopper dismissed it no longer counts as interest ("not interested"
+/// overrides having opened it). Later positive events count again (they changed their mind).
+fn without_dismissed_interest(history: &[Event]) -> Vec<&Event> {
+    let mut dismissed_at: std::collections::HashMap<&str, f64> = Default::default();
+    for event in history.iter().filter(|e| e.kind == EventKind::Dismiss) {
+        if let Some(id) = event.item_id() {
+            let at = dismissed_at.entry(id).or_insert(event.at);
+            *at = at.max(event.at);
+        }
     }
+    history
+        .iter()
+        .filter(|event| {
+            event.kind == EventKind::Dismiss
+                || event
+                    .item_id()
+                    .and_then(|id| dismissed_at.get(id))
+                    .is_none_or(|&dismissed| event.at > dismissed)
+        })
+        .collect()
+}
+
+/// The raw events of a saved state, migrated from older layouts.
+fn saved_events(bytes: &[u8]) -> Result<Vec<Box<serde_json::value::RawValue>>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::State(format!("not UTF-8 text, so not a localrank export ({e})")))?;
+    if text.trim_start().starts_with('[') {
+        // Version 0: a bare array of events.
+        return serde_json::from_str(text)
+            .map_err(|e| Error::State(format!("not a readable list of events ({e})")));
+    }
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let Version { version } = serde_json::from_str(text).map_err(|e| {
+        Error::State(format!(
+            "not a localrank export ({e}); it may be truncated or corrupt"
+        ))
+    })?;
+    if version > STATE_VERSION {
+        return Err(Error::State(format!(
+            "version {version} was written by a newer localrank (this one reads up to \
+             {STATE_VERSION}); it is kept, not read"
+        )));
+    }
+    let saved: SavedState = serde_json::from_str(text)
+        .map_err(|e| Error::State(format!("version {version} export is unreadable ({e})")))?;
+    Ok(saved.events)
 }

@@ -11,8 +11,13 @@ use crate::error::{Error, Result};
 pub const MAX_CANDIDATES: usize = 1000;
 /// Collaborative vectors longer than this are refused (a store's factorisation is tens wide).
 pub const MAX_VECTOR_LEN: usize = 1024;
-/// Ids and titles longer than this (in bytes) are refused; descriptions are cut, not refused.
+/// Ids longer than this (in bytes) are refused: an id is a key, not text.
 pub const MAX_ID_BYTES: usize = 512;
+/// Titles and search queries are cut to this many bytes (at a character boundary), never
+/// refused: real marketplace titles run long, and 256 tokens of text fit in far less.
+pub const MAX_TITLE_BYTES: usize = 2048;
+/// Descriptions are cut to this many bytes where records are stored (the history).
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
 
 /// A product the store's server proposes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,17 +157,39 @@ impl Options {
     }
 }
 
-fn check_text(record: &str, field: &str, text: &str, required: bool) -> Result<()> {
-    if required && text.trim().is_empty() {
+fn check_text(record: &str, field: &str, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
         return Err(Error::invalid(format!("{record}.{field}"), "is empty"));
     }
-    if field != "description" && text.len() > MAX_ID_BYTES {
+    Ok(())
+}
+
+fn check_id(record: &str, id: &str) -> Result<()> {
+    check_text(record, "id", id)?;
+    if id.len() > MAX_ID_BYTES {
         return Err(Error::invalid(
-            format!("{record}.{field}"),
-            format!("is {} bytes, the limit is {MAX_ID_BYTES}", text.len()),
+            format!("{record}.id"),
+            format!("is {} bytes, the limit is {MAX_ID_BYTES}", id.len()),
         ));
     }
     Ok(())
+}
+
+/// `text` cut to at most `max_bytes`, never inside a character.
+pub fn cut_at_char_boundary(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn cut_in_place(text: &mut String, max_bytes: usize) {
+    let len = cut_at_char_boundary(text, max_bytes).len();
+    text.truncate(len);
 }
 
 fn check_finite(record: &str, field: &str, value: Option<f64>) -> Result<()> {
@@ -178,8 +205,8 @@ fn check_finite(record: &str, field: &str, value: Option<f64>) -> Result<()> {
 impl Candidate {
     /// Checks one candidate; `record` names it in errors, e.g. `candidates[3]`.
     pub fn validate(&self, record: &str) -> Result<()> {
-        check_text(record, "id", &self.id, true)?;
-        check_text(record, "title", &self.title, true)?;
+        check_id(record, &self.id)?;
+        check_text(record, "title", &self.title)?;
         check_finite(record, "score", self.score)?;
         check_finite(record, "price", self.price)?;
         if let Some(vector) = &self.vector {
@@ -202,11 +229,20 @@ impl Candidate {
         Ok(())
     }
 
+    /// Cuts the title and description to the stored limits (`MAX_TITLE_BYTES`,
+    /// `MAX_DESCRIPTION_BYTES`): what a long text would add lies past the model's 256 tokens.
+    pub fn cut_long_text(&mut self) {
+        cut_in_place(&mut self.title, MAX_TITLE_BYTES);
+        if let Some(description) = &mut self.description {
+            cut_in_place(description, MAX_DESCRIPTION_BYTES);
+        }
+    }
+
     /// The text the language model reads for this product: title, categories and the start of
     /// the description. Kept short on purpose: re-ranking embeds a page of products at once.
     pub fn embedding_text(&self) -> String {
         const DESCRIPTION_CHARS: usize = 100;
-        let mut text = self.title.trim().to_string();
+        let mut text = cut_at_char_boundary(self.title.trim(), MAX_TITLE_BYTES).to_string();
         if !self.categories.is_empty() {
             text.push_str(" (");
             text.push_str(&self.categories.join(", "));
@@ -234,10 +270,7 @@ impl Event {
             ));
         }
         match self.kind {
-            EventKind::Search => {
-                let query = self.query.as_deref().unwrap_or("");
-                check_text(record, "query", query, true)
-            }
+            EventKind::Search => check_text(record, "query", self.query.as_deref().unwrap_or("")),
             _ => match &self.item {
                 Some(item) => item.validate(&format!("{record}.item")),
                 None => Err(Error::invalid(
@@ -245,6 +278,16 @@ impl Event {
                     format!("is missing (a {:?} event needs the product)", self.kind),
                 )),
             },
+        }
+    }
+
+    /// Cuts the event's texts to the stored limits (see `Candidate::cut_long_text`).
+    pub fn cut_long_text(&mut self) {
+        if let Some(item) = &mut self.item {
+            item.cut_long_text();
+        }
+        if let Some(query) = &mut self.query {
+            cut_in_place(query, MAX_TITLE_BYTES);
         }
     }
 
@@ -292,28 +335,186 @@ pub fn validate_candidates(candidates: &[Candidate]) -> Result<()> {
     Ok(())
 }
 
-/// Parses a JSON array of records one element at a time, so an error names the element.
+/// Deserializes one record from a serde deserializer, naming the field that failed:
+/// `candidates[3].score: invalid type: string "NaN", expected f64`.
+pub fn deserialize_named<'de, T, D>(deserializer: D, record: &str) -> Result<T>
+where
+    T: serde::de::Deserialize<'de>,
+    D: serde::de::Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let record = match path.as_str() {
+            "." | "" => record.to_string(),
+            path if path.starts_with('[') => format!("{record}{path}"),
+            path => format!("{record}.{path}"),
+        };
+        Error::invalid(record, without_position(&e.into_inner().to_string()))
+    })
+}
+
+/// serde_json ends its messages with " at line L column C", counted inside the one record being
+/// parsed: noise once the record and field are named.
+fn without_position(message: &str) -> &str {
+    match message.rsplit_once(" at line ") {
+        Some((text, position))
+            if position
+                .split(" column ")
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            text
+        }
+        _ => message,
+    }
+}
+
+/// Parses one JSON record; an error names `record` and the field.
+pub fn parse_json_record<T: serde::de::DeserializeOwned>(json: &str, record: &str) -> Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let value = deserialize_named(&mut deserializer, record)?;
+    deserializer
+        .end()
+        .map_err(|e| Error::invalid(record, e.to_string()))?;
+    Ok(value)
+}
+
+/// Parses a JSON array of records one element at a time, so an error names the element and the
+/// field (`candidates[3].score: number out of range`). Elements are split off unparsed first, so
+/// a number too large for f64 is the element's error, not the array's.
 pub fn parse_json_array<T: serde::de::DeserializeOwned>(json: &str, name: &str) -> Result<Vec<T>> {
-    let values: Vec<serde_json::Value> = serde_json::from_str(json)
-        .map_err(|e| Error::invalid(name, format!("is not a JSON array: {e}")))?;
-    values
+    split_json_array(json, name)?
         .into_iter()
         .enumerate()
-        .map(|(index, value)| {
-            serde_json::from_value(value)
-                .map_err(|e| Error::invalid(format!("{name}[{index}]"), e.to_string()))
-        })
+        .map(|(index, raw)| parse_json_record(raw.get(), &format!("{name}[{index}]")))
         .collect()
 }
 
-/// Parses JSON Lines (one record a line, blank lines skipped); errors name the line.
+/// The elements of a JSON array, unparsed.
+pub fn split_json_array<'a>(
+    json: &'a str,
+    name: &str,
+) -> Result<Vec<&'a serde_json::value::RawValue>> {
+    serde_json::from_str(json)
+        .map_err(|e| Error::invalid(name, format!("is not a JSON array: {e}")))
+}
+
+/// Parses JSON Lines (one record a line, blank lines skipped); errors name the line (counting
+/// blank ones) and the field.
 pub fn parse_json_lines<T: serde::de::DeserializeOwned>(text: &str, name: &str) -> Result<Vec<T>> {
+    numbered_json_lines(text, name)?
+        .into_iter()
+        .map(|(_, record)| Ok(record))
+        .collect()
+}
+
+/// Like `parse_json_lines`, with each record's line number (from 1).
+pub fn numbered_json_lines<T: serde::de::DeserializeOwned>(
+    text: &str,
+    name: &str,
+) -> Result<Vec<(usize, T)>> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(index, line)| {
-            serde_json::from_str(line)
-                .map_err(|e| Error::invalid(format!("{name} line {}", index + 1), e.to_string()))
+            let record = format!("{name} line {}", index + 1);
+            parse_json_record(line, &record).map(|value| (index + 1, value))
         })
         .collect()
+}
+
+/// A history file (JSON Lines of events), each event validated and named by its line.
+pub fn parse_history_lines(text: &str, name: &str) -> Result<Vec<Event>> {
+    numbered_json_lines::<Event>(text, name)?
+        .into_iter()
+        .map(|(line, event)| {
+            event.validate(&format!("{name} line {line}"))?;
+            Ok(event)
+        })
+        .collect()
+}
+
+/// The newest `cap` events, in their original order (ties in `at`: the later recorded stays).
+/// One pass to find the cut-off (selection, not sorting) and one to keep: linear time.
+pub fn keep_newest(events: &mut Vec<Event>, cap: usize) {
+    if events.len() <= cap {
+        return;
+    }
+    if cap == 0 {
+        events.clear();
+        return;
+    }
+    let mut keys: Vec<(f64, usize)> = events
+        .iter()
+        .enumerate()
+        .map(|(index, e)| (e.at, index))
+        .collect();
+    let newest_first = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1));
+    let (_, &mut threshold, _) = keys.select_nth_unstable_by(cap - 1, newest_first);
+    let mut index = 0;
+    events.retain(|e| {
+        let keep = newest_first(&(e.at, index), &threshold).is_le();
+        index += 1;
+        keep
+    });
+}
+
+/// What the lenient path admits from a candidate list it received: the candidates it can rank,
+/// and one message per record it could not (or merged).
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub candidates: Vec<Candidate>,
+    pub dropped: Vec<String>,
+}
+
+/// Admits what can be ranked from a list of parsed-or-failed candidates, for a client that must
+/// rank the rest rather than fail: records that do not parse or validate are dropped, a repeated
+/// id is merged into its first occurrence, a collaborative vector of another length than the
+/// first one is dropped from its product, and past `MAX_CANDIDATES` the rest are left out. Long
+/// titles are cut. The core's `validate_candidates` stays strict; this is the page's policy.
+pub fn admit_candidates(parsed: Vec<Result<Candidate>>) -> Admitted {
+    let mut admitted = Admitted::default();
+    let mut first_seen: std::collections::HashMap<String, usize> = Default::default();
+    let mut vector_len = None;
+    let total = parsed.len();
+    for (index, candidate) in parsed.into_iter().enumerate() {
+        if admitted.candidates.len() == MAX_CANDIDATES {
+            admitted.dropped.push(format!(
+                "candidates[{index}..{total}]: {} candidates past the first {MAX_CANDIDATES} \
+                 were not re-ranked",
+                total - index
+            ));
+            break;
+        }
+        let record = format!("candidates[{index}]");
+        let mut candidate = match candidate.and_then(|c| c.validate(&record).map(|()| c)) {
+            Ok(candidate) => candidate,
+            Err(e) => {
+                admitted.dropped.push(format!("{e} (not re-ranked)"));
+                continue;
+            }
+        };
+        if let Some(&previous) = first_seen.get(&candidate.id) {
+            admitted.dropped.push(format!(
+                "{record}.id: '{}' repeats candidates[{previous}]; merged into it",
+                candidate.id
+            ));
+            continue;
+        }
+        if let Some(vector) = &candidate.vector {
+            let expected = *vector_len.get_or_insert(vector.len());
+            if vector.len() != expected {
+                admitted.dropped.push(format!(
+                    "{record}.vector: has {} numbers, other candidates have {expected}; ranked \
+                     without it",
+                    vector.len()
+                ));
+                candidate.vector = None;
+            }
+        }
+        candidate.cut_long_text();
+        first_seen.insert(candidate.id.clone(), index);
+        admitted.candidates.push(candidate);
+    }
+    admitted
 }

@@ -36,7 +36,8 @@ pub struct CandidateInput<'a> {
 }
 
 /// The server's preference in 0..1: its score min-max normalised (all equal = all 1), or, when
-/// any candidate lacks a score, its list order (first = 1, last = 0).
+/// any candidate lacks a score, its list order (first = 1, last = 0). Halves are subtracted, so
+/// scores near +-f64::MAX do not overflow the range to infinity.
 pub fn server_prior(candidates: &[CandidateInput]) -> Vec<f64> {
     let n = candidates.len();
     let scores: Option<Vec<f64>> = candidates.iter().map(|c| c.candidate.score).collect();
@@ -48,7 +49,7 @@ pub fn server_prior(candidates: &[CandidateInput]) -> Vec<f64> {
                 .iter()
                 .map(|s| {
                     if max > min {
-                        (s - min) / (max - min)
+                        (s / 2.0 - min / 2.0) / (max / 2.0 - min / 2.0)
                     } else {
                         1.0
                     }

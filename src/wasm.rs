@@ -97,6 +97,16 @@ export interface Ranked {
   score: number;
   reason: Reason;
 }
+/** What `rerankAdmitting` returns: the ranking, and one message per record left out or merged. */
+export interface AdmittedRanking {
+  ranked: Ranked[];
+  dropped: string[];
+}
+/** What `importState` did: events restored, and one message per event it could not read. */
+export interface ImportReport {
+  events: number;
+  dropped: string[];
+}
 /** Defaults: diversity 0.25, serverWeight 0.3, halfLifeDays 14, excludePurchased true, limit 0 (all). */
 export interface RankOptions {
   diversity?: number;
@@ -107,12 +117,18 @@ export interface RankOptions {
 }
 "#;
 
-/// serde-wasm-bindgen's messages come as "Error: missing field `id`"; the prefix says nothing.
-fn conversion_message(err: serde_wasm_bindgen::Error) -> String {
-    let text = err.to_string();
-    text.strip_prefix("Error: ")
-        .map(str::to_string)
-        .unwrap_or(text)
+/// Reads one JS value as a typed record; an error names the record and the field
+/// (`candidates[3].score: invalid type: string "NaN", expected f64`).
+fn record_from<T: serde::de::DeserializeOwned>(value: JsValue, name: &str) -> crate::Result<T> {
+    crate::records::deserialize_named(serde_wasm_bindgen::Deserializer::from(value), name)
+        // serde-wasm-bindgen's messages start with "Error: ", which says nothing.
+        .map_err(|e| match e {
+            crate::Error::InvalidInput { record, problem } => crate::Error::InvalidInput {
+                record,
+                problem: problem.trim_start_matches("Error: ").to_string(),
+            },
+            other => other,
+        })
 }
 
 /// Reads an optional JS value (undefined/null = None) as a typed record.
@@ -123,27 +139,23 @@ fn optional_record<T: serde::de::DeserializeOwned>(
     if value.is_undefined() || value.is_null() {
         return Ok(None);
     }
-    serde_wasm_bindgen::from_value(value)
-        .map(Some)
-        .map_err(|e| JsError::new(&format!("{name}: {}", conversion_message(e))))
+    record_from(value, name).map(Some).map_err(js_error)
 }
 
-/// Reads a JS array of records one element at a time, so an error names the element.
+/// Reads a JS array of records one element at a time, each parsed or its error (naming the
+/// element and field).
 fn records_from<T: serde::de::DeserializeOwned>(
     value: JsValue,
     name: &str,
-) -> Result<Vec<T>, JsError> {
+) -> Result<Vec<crate::Result<T>>, JsError> {
     let array: js_sys::Array = value
         .dyn_into()
         .map_err(|_| JsError::new(&format!("{name} must be an array")))?;
-    array
+    Ok(array
         .iter()
         .enumerate()
-        .map(|(index, element)| {
-            serde_wasm_bindgen::from_value(element)
-                .map_err(|e| JsError::new(&format!("{name}[{index}]: {}", conversion_message(e))))
-        })
-        .collect()
+        .map(|(index, element)| record_from(element, &format!("{name}[{index}]")))
+        .collect())
 }
 
 fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
@@ -179,24 +191,52 @@ impl JsRecommender {
         #[wasm_bindgen(unchecked_param_type = "ShopperEvent")] event: JsValue,
     ) -> Result<(), JsError> {
         let event =
-            optional_record(event, "event")?.ok_or_else(|| JsError::new("event is missing"))?;
+            optional_record(event, "event")?.ok_or_else(|| JsError::new("event: is missing"))?;
         self.inner.record(event).map_err(js_error)
     }
 
-    /// Ranks `candidates` for the stored history, now.
+    /// Ranks `candidates` for the stored history, now. Strict: any invalid candidate (or a
+    /// duplicate id, or more than 1000) is an error naming it, and nothing is ranked.
     #[wasm_bindgen(unchecked_return_type = "Ranked[]")]
     pub fn rerank(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "Candidate[]")] candidates: JsValue,
         #[wasm_bindgen(unchecked_param_type = "RankOptions | undefined")] options: JsValue,
     ) -> Result<JsValue, JsError> {
-        let candidates: Vec<crate::Candidate> = records_from(candidates, "candidates")?;
+        let candidates = records_from::<crate::Candidate>(candidates, "candidates")?
+            .into_iter()
+            .collect::<crate::Result<Vec<_>>>()
+            .map_err(js_error)?;
         let options: Option<crate::Options> = optional_record(options, "options")?;
         let ranked = self
             .inner
             .rerank(&candidates, options.as_ref(), js_sys::Date::now())
             .map_err(js_error)?;
         to_js(&ranked)
+    }
+
+    /// Ranks what can be ranked: candidates that are invalid are left out, repeated ids are
+    /// merged into the first, past 1000 the rest are left out, long titles are cut. Returns
+    /// `{ ranked, dropped }`, `dropped` one message per record left out or merged. For pages,
+    /// where one bad record from the server must not stop the rest.
+    #[wasm_bindgen(js_name = rerankAdmitting, unchecked_return_type = "AdmittedRanking")]
+    pub fn rerank_admitting(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "unknown[]")] candidates: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RankOptions | undefined")] options: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let parsed = records_from::<crate::Candidate>(candidates, "candidates")?;
+        let options: Option<crate::Options> = optional_record(options, "options")?;
+        let (ranked, dropped) = self
+            .inner
+            .rerank_admitting(parsed, options.as_ref(), js_sys::Date::now())
+            .map_err(js_error)?;
+        #[derive(serde::Serialize)]
+        struct Admitted {
+            ranked: Vec<crate::Ranked>,
+            dropped: Vec<String>,
+        }
+        to_js(&Admitted { ranked, dropped })
     }
 
     #[wasm_bindgen(unchecked_return_type = "ShopperEvent[]")]
@@ -225,9 +265,12 @@ impl JsRecommender {
         self.inner.export_state()
     }
 
-    /// Replaces the history with exported bytes, all or nothing.
-    #[wasm_bindgen(js_name = importState)]
-    pub fn import_state(&mut self, bytes: &[u8]) -> Result<(), JsError> {
-        self.inner.import_state(bytes).map_err(js_error)
+    /// Replaces the history with exported bytes (older versions are migrated). A container
+    /// that cannot be read (corrupt, truncated, a newer version) is an error and changes
+    /// nothing; events inside it that cannot be read are left out and listed in `dropped`.
+    #[wasm_bindgen(js_name = importState, unchecked_return_type = "ImportReport")]
+    pub fn import_state(&mut self, bytes: &[u8]) -> Result<JsValue, JsError> {
+        let report = self.inner.import_state(bytes).map_err(js_error)?;
+        to_js(&report)
     }
 }

@@ -428,14 +428,21 @@ fn failed_import_keeps_the_history_and_export_round_trips() {
         .unwrap_err()
         .to_string()
         .starts_with("saved state: not a localrank export"));
-    let bad_event = br#"{"version": 1, "events": [{"kind": "view", "at": 1}]}"#;
-    assert_eq!(
-        rec.import_state(bad_event).unwrap_err().to_string(),
-        "saved state: events[0].item: is missing (a View event needs the product)"
-    );
+    assert!(rec
+        .import_state(br#"{"version": 2, "events": []}"#)
+        .unwrap_err()
+        .to_string()
+        .contains("version 2 was written by a newer localrank"));
+    let truncated = &saved[..saved.len() - 10];
+    assert!(rec
+        .import_state(truncated)
+        .unwrap_err()
+        .to_string()
+        .contains("truncated or corrupt"));
     assert_eq!(rec.history().len(), 2, "failed imports change nothing");
     rec.clear();
-    rec.import_state(&saved).unwrap();
+    let report = rec.import_state(&saved).unwrap();
+    assert_eq!((report.events, report.dropped.len()), (2, 0));
     assert_eq!(rec.export_state(), saved);
 }
 
@@ -457,6 +464,301 @@ fn history_is_bounded_dropping_the_oldest() {
             .map(|e| e.at)
             .fold(f64::INFINITY, f64::min),
         NOW + 5.0
+    );
+}
+
+#[test]
+fn one_unreadable_event_in_a_saved_state_is_left_out_and_named_the_rest_restored() {
+    let mut rec = recommender();
+    let good = serde_json::to_string(&event(EventKind::View, "run-1", 1.0)).unwrap();
+    let saved = format!(
+        r#"{{"version": 1, "events": [{good}, {{"kind": "view", "at": 1}}, {{"kind": "cart", "at": "yesterday", "item": {{"id": "x", "title": "y"}}}}, {good}]}}"#
+    );
+    let report = rec.import_state(saved.as_bytes()).unwrap();
+    assert_eq!(report.events, 2);
+    assert_eq!(
+        report.dropped,
+        vec![
+            "events[1].item: is missing (a View event needs the product)".to_string(),
+            "events[2].at: invalid type: string \"yesterday\", expected f64".to_string(),
+        ]
+    );
+    assert_eq!(rec.history().len(), 2);
+}
+
+#[test]
+fn a_bare_array_of_events_is_migrated_as_version_0() {
+    let mut rec = recommender();
+    let events = vec![
+        event(EventKind::View, "run-1", 2.0),
+        search("espresso", 1.0),
+    ];
+    let bare = serde_json::to_vec(&events).unwrap();
+    let report = rec.import_state(&bare).unwrap();
+    assert_eq!(report.events, 2);
+    assert_eq!(rec.history(), &events[..]);
+    let exported: serde_json::Value = serde_json::from_slice(&rec.export_state()).unwrap();
+    assert_eq!(exported["version"], 1, "export writes the current version");
+}
+
+#[test]
+fn importing_a_huge_saved_state_keeps_the_newest_events_in_order() {
+    use localrank::recommender::MAX_HISTORY_EVENTS;
+    let mut rec = recommender();
+    let one = event(EventKind::View, "run-1", 0.0);
+    // 100,000 events, times shuffled by a fixed stride, so the newest are spread through it.
+    let events: Vec<Event> = (0..100_000u64)
+        .map(|i| Event {
+            at: NOW + ((i * 7919) % 100_000) as f64,
+            ..one.clone()
+        })
+        .collect();
+    let saved = serde_json::to_vec(&serde_json::json!({"version": 1, "events": events})).unwrap();
+    let report = rec.import_state(&saved).unwrap();
+    assert_eq!(report.events, MAX_HISTORY_EVENTS);
+    let kept: Vec<f64> = rec.history().iter().map(|e| e.at).collect();
+    let expected: Vec<f64> = events
+        .iter()
+        .map(|e| e.at)
+        .filter(|&at| at >= NOW + (100_000 - MAX_HISTORY_EVENTS) as f64)
+        .collect();
+    assert_eq!(kept, expected, "the newest 1000, in the saved order");
+}
+
+// ---- degrade, don't die: numbers, limits, lenient admission ----
+
+#[test]
+fn finite_inputs_give_finite_scores() {
+    let mut rec = recommender();
+    // Every event far older than the half-life: each weight would underflow to 0.
+    let ancient = vec![
+        event(EventKind::View, "run-1", 19_000.0),
+        event(EventKind::Purchase, "kit-1", 18_500.0),
+        search("trail shoes", 18_000.0),
+        event(EventKind::Dismiss, "run-2", 19_000.0),
+    ];
+    let ranked = rank(&mut rec, &ancient, &candidates_without(&[]));
+    assert!(ranked.iter().all(|r| r.score.is_finite()), "{ranked:?}");
+    // Server scores at the ends of f64: the min-max range would overflow.
+    let mut list = candidates_without(&[]);
+    for (i, c) in list.iter_mut().enumerate() {
+        c.score = Some(if i % 2 == 0 { f64::MAX } else { -f64::MAX });
+    }
+    list[3].score = Some(0.0);
+    let history = [event(EventKind::View, "run-1", 1.0)];
+    let ranked = rank(&mut rec, &history, &list);
+    assert!(ranked.iter().all(|r| r.score.is_finite()), "{ranked:?}");
+    let cold = rank(&mut rec, &[], &list);
+    assert!(cold
+        .iter()
+        .all(|r| r.score.is_finite() && (0.0..=1.0).contains(&r.score)));
+    let score_of = |id: &str| cold.iter().find(|r| r.id == id).unwrap().score;
+    assert_eq!(
+        (
+            score_of(&list[0].id),
+            score_of(&list[3].id),
+            score_of(&list[1].id)
+        ),
+        (1.0, 0.5, 0.0),
+        "MAX, 0 and -MAX keep their order and spacing"
+    );
+}
+
+#[test]
+fn a_dismissal_overrides_the_view_that_opening_the_product_recorded() {
+    let mut rec = recommender();
+    let history = [
+        event(EventKind::View, "run-1", 1.0),
+        event(EventKind::Dismiss, "run-1", 0.9),
+    ];
+    let ranked = rank(&mut rec, &history, &candidates_without(&[]));
+    for r in &ranked {
+        assert_ne!(
+            r.reason.item_id.as_deref(),
+            Some("run-1"),
+            "{} is explained by a dismissed product",
+            r.id
+        );
+    }
+    assert_eq!(
+        ranked.last().unwrap().id,
+        "run-1",
+        "the dismissed product goes last"
+    );
+    // Viewed again after the dismissal: the shopper changed their mind, it counts again.
+    let mut again = history.to_vec();
+    again.push(event(EventKind::View, "run-1", 0.5));
+    let ranked = rank(&mut rec, &again, &candidates_without(&["run-1"]));
+    assert!(ranked
+        .iter()
+        .any(|r| r.reason.item_id.as_deref() == Some("run-1")));
+}
+
+#[test]
+fn ranking_reads_only_the_newest_history_events() {
+    use localrank::recommender::MAX_HISTORY_EVENTS;
+    let mut rec = recommender();
+    // 4,000 old kitchen views, then the newest 1,000: running views.
+    let mut history: Vec<Event> = (0..4000)
+        .map(|i| Event {
+            at: NOW - 30.0 * DAY + i as f64,
+            ..event(EventKind::View, "kit-1", 0.0)
+        })
+        .collect();
+    let newest: Vec<Event> = (0..MAX_HISTORY_EVENTS)
+        .map(|i| Event {
+            at: NOW - DAY + i as f64,
+            ..event(EventKind::View, "run-1", 0.0)
+        })
+        .collect();
+    history.extend(newest.iter().cloned());
+    let candidates = candidates_without(&["run-1", "kit-1"]);
+    assert_eq!(
+        rank(&mut rec, &history, &candidates),
+        rank(&mut rec, &newest, &candidates)
+    );
+}
+
+#[test]
+fn long_titles_are_text_to_cut_not_an_error() {
+    use localrank::records::MAX_TITLE_BYTES;
+    let mut rec = recommender();
+    let mut product = item("run-1");
+    product.title = format!("Trail running shoe {}", "with extra grip ".repeat(70_000));
+    rec.record(Event {
+        item: Some(product.clone()),
+        ..event(EventKind::View, "run-1", 1.0)
+    })
+    .unwrap();
+    let stored = &rec.history()[0].item.as_ref().unwrap().title;
+    assert!(stored.len() <= MAX_TITLE_BYTES && stored.starts_with("Trail running shoe"));
+    let mut list = candidates_without(&["run-1"]);
+    list[0].title = product.title.clone();
+    assert_eq!(rec.rerank(&list, None, NOW).unwrap().len(), list.len());
+}
+
+#[test]
+fn parse_errors_name_the_record_and_the_field() {
+    let cases = [
+        (
+            r#"[{"id": "a", "title": "A"}, {"id": "b", "title": "B", "score": 1e999}]"#,
+            "candidates[1].score: number out of range",
+        ),
+        (
+            r#"[{"id": "a", "title": "A", "price": "NaN"}]"#,
+            "candidates[0].price: invalid type: string \"NaN\", expected f64",
+        ),
+        (
+            r#"[{"id": "a", "title": "A", "categories": ["x", 3]}]"#,
+            "candidates[0].categories[1]: invalid type: integer `3`, expected a string",
+        ),
+        (
+            r#"[{"id": "a", "title": "A", "vector": [0.5, 1e999]}]"#,
+            "candidates[0].vector[1]: number out of range",
+        ),
+    ];
+    for (json, expected) in cases {
+        let err = parse_json_array::<Candidate>(json, "candidates")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(expected),
+            "{json}\n  got: {err}\n  want: {expected}"
+        );
+    }
+    let err = parse_json_array::<Candidate>("{}", "candidates")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("candidates: is not a JSON array"), "{err}");
+}
+
+#[test]
+fn history_lines_are_numbered_as_in_the_file_blank_lines_included() {
+    use localrank::records::parse_history_lines;
+    let good = serde_json::to_string(&event(EventKind::View, "run-1", 1.0)).unwrap();
+    let text = format!("{good}\n\n\n{{\"kind\": \"view\", \"at\": 5}}\n");
+    let err = parse_history_lines(&text, "h.jsonl")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "h.jsonl line 4.item: is missing (a View event needs the product)"
+    );
+    let text = format!("\n{good}\n{{\"kind\": \"view\", \"at\": \"x\"}}\n");
+    let err = parse_history_lines(&text, "h.jsonl")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("h.jsonl line 3.at: invalid type"), "{err}");
+}
+
+#[test]
+fn the_lenient_path_ranks_the_rest_and_names_what_it_left_out() {
+    let mut rec = recommender();
+    rec.record(event(EventKind::View, "run-1", 1.0)).unwrap();
+    let list = candidates_without(&["run-1"]);
+    let mut parsed: Vec<localrank::Result<Candidate>> = list.iter().cloned().map(Ok).collect();
+    parsed[2] = Ok(Candidate {
+        id: list[0].id.clone(),
+        ..list[2].clone()
+    }); // a repeated id
+    parsed[3] = Ok(Candidate {
+        score: Some(f64::INFINITY),
+        ..list[3].clone()
+    });
+    parsed[4] = Ok(Candidate {
+        title: "x".repeat(1 << 20),
+        ..list[4].clone()
+    }); // 1 MB title
+    parsed[5] =
+        parse_json_array::<Candidate>(r#"[{"id": "q", "title": "Q", "score": "NaN"}]"#, "c")
+            .map(|mut v| v.remove(0));
+    let (ranked, dropped) = rec.rerank_admitting(parsed, None, NOW).unwrap();
+    assert_eq!(
+        ranked.len(),
+        list.len() - 3,
+        "all but the repeat and the two invalid"
+    );
+    assert!(
+        ranked.iter().any(|r| r.id == list[4].id),
+        "the long title is ranked"
+    );
+    let mut seen = std::collections::HashSet::new();
+    assert!(
+        ranked.iter().all(|r| seen.insert(r.id.clone())),
+        "no id twice"
+    );
+    assert_eq!(dropped.len(), 3, "{dropped:?}");
+    assert!(
+        dropped[0].starts_with("candidates[2].id: 'run-2' repeats candidates[0]"),
+        "{dropped:?}"
+    );
+    assert!(
+        dropped[1].starts_with("candidates[3].score: is inf"),
+        "{dropped:?}"
+    );
+    assert!(
+        dropped[2].starts_with("c[0].score: invalid type"),
+        "{dropped:?}"
+    );
+
+    let many: Vec<localrank::Result<Candidate>> = (0..MAX_CANDIDATES + 250)
+        .map(|i| {
+            Ok(Candidate {
+                id: format!("p{i}"),
+                ..list[i % list.len()].clone()
+            })
+        })
+        .collect();
+    let (ranked, dropped) = rec.rerank_admitting(many, None, NOW).unwrap();
+    assert_eq!(ranked.len(), MAX_CANDIDATES);
+    assert_eq!(
+        dropped.len(),
+        1,
+        "one message for the whole tail: {dropped:?}"
+    );
+    assert!(
+        dropped[0].contains("250 candidates past the first 1000"),
+        "{dropped:?}"
     );
 }
 

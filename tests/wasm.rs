@@ -235,6 +235,62 @@ fn errors_arrive_as_js_errors_and_the_history_survives() {
 }
 
 #[wasm_bindgen_test]
+fn the_lenient_rerank_ranks_the_rest_and_names_what_it_left_out() {
+    let mut rec = shopper_with_trail_views();
+    let list = js(&format!(
+        r#"[{{"id": "a", "title": "Trail shoes"}}, {{"id": "a", "title": "Again"}},
+            {{"id": "b", "title": "B", "score": "NaN"}}, {{"id": "c", "title": "C", "categories": [1]}},
+            {{"id": "d", "title": "{}"}}, {{"id": "e", "title": "E"}}, 7]"#,
+        "x".repeat(1 << 20)
+    ));
+    // 1e999 in a page's data is Infinity once parsed.
+    js_sys::Reflect::set(
+        &js_sys::Array::from(&list).get(5),
+        &"score".into(),
+        &JsValue::from_f64(f64::INFINITY),
+    )
+    .unwrap();
+    let result = rec.rerank_admitting(list, JsValue::UNDEFINED).unwrap();
+    let ranked: Vec<String> = js_sys::Array::from(&field(&result, "ranked"))
+        .iter()
+        .map(|r| field(&r, "id").as_string().unwrap())
+        .collect();
+    let mut sorted = ranked.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["a", "d"],
+        "the repeat merged, the invalid left out"
+    );
+    let dropped: Vec<String> = js_sys::Array::from(&field(&result, "dropped"))
+        .iter()
+        .map(|m| m.as_string().unwrap())
+        .collect();
+    assert_eq!(dropped.len(), 5, "{dropped:?}");
+    assert!(
+        dropped[0].starts_with("candidates[1].id: 'a' repeats candidates[0]"),
+        "{dropped:?}"
+    );
+    assert!(
+        dropped[1].starts_with("candidates[2].score: invalid type"),
+        "{dropped:?}"
+    );
+    assert!(
+        dropped[2].starts_with("candidates[3].categories[0]: invalid type"),
+        "{dropped:?}"
+    );
+    assert!(
+        dropped[3].starts_with("candidates[5].score: is inf"),
+        "{dropped:?}"
+    );
+    assert!(
+        dropped[4].starts_with("candidates[6]: invalid type"),
+        "{dropped:?}"
+    );
+    assert_eq!(history_len(&rec), 3);
+}
+
+#[wasm_bindgen_test]
 fn export_import_and_forget() {
     let mut rec = shopper_with_trail_views();
     let saved = rec.export_state();

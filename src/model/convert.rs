@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::gguf::{expected_tensors, parse_weight_dtype, BertConfig, ModelFile};
+use super::gguf::{
+    expected_tensors, parse_weight_dtype, storage_dtype, BertConfig, ModelFile, PROBE_TEXT,
+};
 use crate::error::{Error, Result};
 
 /// sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2.
@@ -81,13 +83,25 @@ pub fn convert(options: &ConvertOptions) -> Result<ModelFile> {
         let quantized = QTensor::quantize(&tensor.to_dtype(DType::F32)?, storage)?;
         tensors.insert(name, quantized);
     }
-    Ok(ModelFile {
+    let mut model = ModelFile {
         model_id: options.model_id.to_string(),
         weight_dtype: options.dtype.to_string(),
         config,
         tokenizer_json,
         tensors,
-    })
+        probe_vector: None,
+    };
+    model.probe_vector = Some(probe_vector(&model)?);
+    Ok(model)
+}
+
+/// The converted model's own embedding of `PROBE_TEXT`, computed by the runtime that will load
+/// it (the same int8 kernels), so loading can check the file still computes what it did here.
+fn probe_vector(model: &ModelFile) -> Result<Vec<f32>> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    model.write(&mut bytes)?;
+    let embedder = super::Embedder::from_bytes_unverified(bytes.get_ref())?;
+    Ok(embedder.embed(&[PROBE_TEXT])?.data)
 }
 
 /// Writes the converted model to `output` (through a temporary file, so a failed conversion
@@ -115,16 +129,6 @@ pub fn convert_to_file(options: &ConvertOptions, output: &Path) -> Result<u64> {
         .map_err(|e| Error::io(format!("cannot stat {}", output.display()), e))?
         .len();
     Ok(size)
-}
-
-fn storage_dtype(name: &str, rank: usize, weights: GgmlDType) -> GgmlDType {
-    let small_table =
-        name.contains("position_embeddings") || name.contains("token_type_embeddings");
-    match (rank, weights) {
-        (2, GgmlDType::F16) => GgmlDType::F16,
-        (2, _) if !small_table => weights,
-        _ => GgmlDType::F32,
-    }
 }
 
 fn read_text(path: &Path) -> Result<String> {

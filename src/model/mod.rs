@@ -20,6 +20,10 @@ use tokenize::{length_buckets, pad_batch, TextTokenizer};
 pub const MAX_BATCH_ROWS: usize = 32;
 /// At most this many padded tokens per batch (a few MB of activations), unless one text is longer.
 pub const MAX_BATCH_TOKENS: usize = 32 * 128;
+/// A loaded model's vector of the probe sentence must be at least this close to the one the
+/// converter stored. The same file gives 1.0 on every target (integer sums); f32 files differ
+/// in the last bits between x86 and wasm; a wrong head count or dtype gives far less.
+const PROBE_MIN_COSINE: f32 = 0.999;
 /// BERT's [PAD] id; masked out, so its value never matters.
 const PAD_ID: u32 = 0;
 
@@ -56,17 +60,53 @@ impl Embeddings {
 }
 
 impl Embedder {
-    /// Loads a model from the bytes of a `localrank convert` GGUF file.
+    /// Loads a model from the bytes of a `localrank convert` GGUF file, and checks that it
+    /// still embeds the probe sentence as the converter did: a file that parses but computes
+    /// something else is refused, never used to rank.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let (embedder, probe) = Self::load(bytes)?;
+        let probe = probe.ok_or_else(|| {
+            Error::model(
+                "the file has no probe vector: it was converted by an older localrank; \
+                 convert it again (python3 models/fetch.py)",
+            )
+        })?;
+        let vector = embedder.embed(&[gguf::PROBE_TEXT])?;
+        let similarity = ops::dot(&vector.data, &probe);
+        if !(similarity >= PROBE_MIN_COSINE) {
+            return Err(Error::model(format!(
+                "the model does not compute what it was converted to compute (probe cosine \
+                 {similarity:.4}, expected >= {PROBE_MIN_COSINE}): its metadata or weights are \
+                 corrupt; fetch it again"
+            )));
+        }
+        Ok(embedder)
+    }
+
+    /// Loads without the probe check: only for the converter, which is making the probe.
+    pub(crate) fn from_bytes_unverified(bytes: &[u8]) -> Result<Self> {
+        Self::load(bytes).map(|(embedder, _)| embedder)
+    }
+
+    fn load(bytes: &[u8]) -> Result<(Self, Option<Vec<f32>>)> {
         let mut file = ModelFile::from_bytes(bytes)?;
         let tokenizer = TextTokenizer::from_json(&file.tokenizer_json, file.config.max_seq_len)?;
+        let vocab = tokenizer.vocab_size();
+        if vocab > file.config.vocab_size {
+            return Err(Error::model(format!(
+                "the tokenizer has {vocab} tokens, the embedding table {} rows: they do not \
+                 belong together",
+                file.config.vocab_size
+            )));
+        }
         let encoder = BertEncoder::new(&mut file)?;
-        Ok(Embedder {
+        let embedder = Embedder {
             encoder,
             tokenizer,
             model_id: file.model_id,
             weight_dtype: file.weight_dtype,
-        })
+        };
+        Ok((embedder, file.probe_vector))
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -128,6 +168,12 @@ impl Embedder {
             for (row, &index) in bucket.iter().enumerate() {
                 data[index * dim..(index + 1) * dim]
                     .copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
+            }
+            if let Some(position) = vectors.iter().position(|x| !x.is_finite()) {
+                let index = bucket[position / dim.max(1)];
+                return Err(Error::Inference(format!(
+                    "texts[{index}] gave a non-finite vector: the model file is corrupt"
+                )));
             }
             done += bucket.len();
             progress(done, texts.len());

@@ -8,6 +8,7 @@
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
+use crate::records::cut_at_char_boundary;
 
 /// Texts are cut to this many bytes before tokenizing. 256 WordPiece tokens of any natural text
 /// fit in far less (a word over 100 characters is already a single [UNK]), so this only bounds the
@@ -33,6 +34,8 @@ impl TextTokenizer {
             Error::Tokenizer(format!("the model's tokenizer.json is unusable: {e}"))
         })?;
         inner.with_padding(None);
+        let template = bert_template(&inner)?;
+        inner.with_post_processor(Some(template));
         inner
             .with_truncation(Some(TruncationParams {
                 max_length: max_seq_len,
@@ -40,6 +43,11 @@ impl TextTokenizer {
             }))
             .map_err(|e| Error::Tokenizer(format!("cannot truncate at {max_seq_len}: {e}")))?;
         Ok(TextTokenizer { inner })
+    }
+
+    /// Tokens the tokenizer can produce, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
     }
 
     /// Token ids of one text, special tokens included, at most `max_seq_len` long.
@@ -52,15 +60,27 @@ impl TextTokenizer {
     }
 }
 
-fn cut_at_char_boundary(text: &str, max_bytes: usize) -> &str {
-    if text.len() <= max_bytes {
-        return text;
-    }
-    let mut end = max_bytes;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+/// BERT's single-sentence template, `[CLS] $A [SEP]`, built from the vocabulary's own ids. The
+/// file's post-processor says the same for every BERT model, but tokenizers trusts it blindly (a
+/// template naming a special token it does not define panics at the first encode), so it is
+/// rebuilt here from checked parts.
+fn bert_template(
+    tokenizer: &Tokenizer,
+) -> Result<tokenizers::processors::template::TemplateProcessing> {
+    let special = |token: &'static str| {
+        tokenizer
+            .token_to_id(token)
+            .map(|id| (token, id))
+            .ok_or_else(|| Error::Tokenizer(format!("the model's vocabulary has no {token} token")))
+    };
+    let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+    tokenizers::processors::template::TemplateProcessing::builder()
+        .try_single("[CLS]:0 $A:0 [SEP]:0")
+        .and_then(|b| b.try_pair("[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1"))
+        .map_err(|e| Error::Tokenizer(e.to_string()))?
+        .special_tokens(vec![cls, sep])
+        .build()
+        .map_err(|e| Error::Tokenizer(format!("cannot build the [CLS]/[SEP] template: {e}")))
 }
 
 /// Pads sequences to the longest among them, with mask 1 for real tokens and 0 for padding.
