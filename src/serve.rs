@@ -27,6 +27,9 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      worker-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; \
      base-uri 'none'; frame-ancestors 'none'";
 pub const MAX_CANDIDATES_PER_REQUEST: usize = 200;
+/// Longer search queries are refused: a store's search box takes a few words, and matching
+/// costs time in proportion to the query.
+pub const MAX_QUERY_BYTES: usize = 256;
 
 /// The store's catalog with aggregate popularity (interaction counts of all shoppers).
 pub struct StoreCatalog {
@@ -40,6 +43,9 @@ impl StoreCatalog {
         let events_path = items_path.with_file_name("events.csv");
         if events_path.exists() {
             let dataset = Dataset::load(items_path, &events_path)?;
+            for line in dataset.report.lines() {
+                eprintln!("localrank store: catalog: {line}");
+            }
             let training: Vec<Vec<usize>> = dataset
                 .users
                 .iter()
@@ -51,10 +57,11 @@ impl StoreCatalog {
                 popularity,
             });
         }
-        let text = std::fs::read_to_string(items_path)
-            .map_err(|e| Error::io(format!("cannot read {}", items_path.display()), e))?;
-        let items: Vec<Candidate> =
-            crate::records::parse_json_lines(&text, &items_path.display().to_string())?;
+        let mut report = crate::eval::dataset::LoadReport::default();
+        let items = crate::eval::dataset::load_items(items_path, &mut report)?;
+        for line in report.lines() {
+            eprintln!("localrank store: catalog: {line}");
+        }
         let popularity = (0..items.len()).map(|i| (items.len() - i) as f64).collect();
         Ok(StoreCatalog { items, popularity })
     }
@@ -67,6 +74,15 @@ impl StoreCatalog {
             Some(("category", name)) => {
                 let name = name.to_string();
                 Box::new(move |c| c.categories.iter().any(|k| k.eq_ignore_ascii_case(&name)))
+            }
+            Some(("search", query)) if query.len() > MAX_QUERY_BYTES => {
+                return Err(Error::invalid(
+                    "slot",
+                    format!(
+                        "the search query is {} bytes, the limit is {MAX_QUERY_BYTES}",
+                        query.len()
+                    ),
+                ))
             }
             Some(("search", query)) => {
                 let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
@@ -123,14 +139,19 @@ struct CandidatesQuery {
     n: Option<usize>,
 }
 
+/// Picking a list scans the catalog: it runs on the blocking pool, so a slow request never
+/// holds up another (the page's other lists, its scripts, the model download).
 async fn candidates(
     State(catalog): State<std::sync::Arc<StoreCatalog>>,
     Query(query): Query<CandidatesQuery>,
 ) -> Response {
     let slot = query.slot.unwrap_or_else(|| "home".into());
-    match catalog.candidates(&slot, query.n.unwrap_or(24)) {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    let n = query.n.unwrap_or(24);
+    let picked = tokio::task::spawn_blocking(move || catalog.candidates(&slot, n)).await;
+    match picked {
+        Ok(Ok(list)) => Json(list).into_response(),
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
@@ -211,9 +232,10 @@ pub fn router(root: &Path, catalog: StoreCatalog, mounts: &[Mount]) -> Router {
     app
 }
 
-/// Serves until the process is stopped.
+/// Serves until the process is stopped. A multi-threaded runtime (one worker per core), so
+/// requests are answered in parallel and none waits for another to finish.
 pub fn serve(root: PathBuf, catalog: StoreCatalog, port: u16, mounts: &[Mount]) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the server runtime", e))?;

@@ -87,6 +87,7 @@ pub fn evaluate(
     let names = ranker_names(&rankers, &recommenders);
     let bm25 = Bm25::new(&dataset.items);
     let mut report = Report::new(&dataset.name, &names);
+    report.data_quality = dataset.report.clone();
     for setting in [Setting::Single, Setting::Multi] {
         let lists = if setting == Setting::Single {
             candidate_lists.as_ref()

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::dataset::ItemIx;
+use super::dataset::{ItemIx, LoadReport};
 use super::metrics::{bootstrap_interval, mean, multi_target, single_target};
 use super::protocol::{Setting, Task};
 use super::{Coverage, MetricTable};
@@ -17,6 +17,9 @@ use crate::records::Candidate;
 #[derive(Serialize)]
 pub struct Report {
     pub dataset: String,
+    /// What loading the data set skipped or repaired (empty when nothing).
+    #[serde(skip_serializing_if = "LoadReport::is_empty")]
+    pub data_quality: LoadReport,
     /// Users in the single-target setting (the headline table).
     pub users: usize,
     pub users_multi_target: usize,
@@ -35,6 +38,7 @@ impl Report {
     pub fn new(dataset: &str, rankers: &[String]) -> Self {
         Report {
             dataset: dataset.to_string(),
+            data_quality: LoadReport::default(),
             users: 0,
             users_multi_target: 0,
             rankers: BTreeMap::new(),

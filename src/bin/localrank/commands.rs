@@ -8,7 +8,7 @@ use localrank::eval::dataset::Dataset;
 use localrank::eval::protocol::ProtocolConfig;
 use localrank::eval::{evaluate, EvalConfig};
 use localrank::model::convert::{convert_to_file, ConvertOptions};
-use localrank::records::{parse_json_array, parse_json_lines};
+use localrank::records::{parse_history_lines, parse_json_array};
 use localrank::{Candidate, Embedder, Event, Options, Recommender};
 
 #[derive(Parser)]
@@ -191,6 +191,20 @@ pub fn load_model(path: &std::path::Path) -> Result<Embedder, String> {
     Embedder::from_path(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A closed stdout (`localrank rank ... | head`) ends the output quietly: the reader has what
+/// it wanted. Any other write error is reported.
+fn finish_output(result: std::io::Result<()>) -> Result<(), String> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| format!("cannot write the output: {e}")),
+    }
+}
+
+fn write_stdout(text: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    finish_output(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
 /// Embeds stdin in chunks so a long input streams instead of waiting for end of file.
 fn embed(model: &std::path::Path) -> Result<(), String> {
     const CHUNK: usize = 256;
@@ -199,27 +213,33 @@ fn embed(model: &std::path::Path) -> Result<(), String> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut chunk: Vec<String> = Vec::with_capacity(CHUNK);
     let mut line_number = 0usize;
-    let flush_chunk = |chunk: &mut Vec<String>, out: &mut BufWriter<_>| -> Result<(), String> {
+    let mut write_chunk = |chunk: &mut Vec<String>| -> Result<std::io::Result<()>, String> {
         let vectors = embedder.embed(chunk).map_err(|e| e.to_string())?;
-        for row in vectors.rows() {
-            serde_json::to_writer(&mut *out, row).map_err(|e| e.to_string())?;
-            out.write_all(b"\n").map_err(|e| e.to_string())?;
-        }
         chunk.clear();
-        Ok(())
+        let written = vectors.rows().try_for_each(|row| {
+            serde_json::to_writer(&mut out, row)?;
+            out.write_all(b"\n")
+        });
+        Ok(written)
     };
     for line in stdin.lock().lines() {
         line_number += 1;
         let line = line.map_err(|e| format!("stdin line {line_number} is not UTF-8 text: {e}"))?;
         chunk.push(line.strip_suffix('\r').map(str::to_string).unwrap_or(line));
         if chunk.len() == CHUNK {
-            flush_chunk(&mut chunk, &mut out)?;
+            let written = write_chunk(&mut chunk)?;
+            if written.is_err() {
+                return finish_output(written);
+            }
         }
     }
-    if !chunk.is_empty() {
-        flush_chunk(&mut chunk, &mut out)?;
-    }
-    out.flush().map_err(|e| e.to_string())
+    let written = if chunk.is_empty() {
+        Ok(())
+    } else {
+        write_chunk(&mut chunk)?
+    };
+    drop(write_chunk);
+    finish_output(written.and_then(|()| out.flush()))
 }
 
 fn read(path: &std::path::Path) -> Result<String, String> {
@@ -233,8 +253,9 @@ fn rank(
     now: Option<f64>,
     options: Option<&str>,
 ) -> Result<(), String> {
+    let name = history.display().to_string();
     let history: Vec<Event> =
-        parse_json_lines(&read(history)?, "history").map_err(|e| e.to_string())?;
+        parse_history_lines(&read(history)?, &name).map_err(|e| e.to_string())?;
     let candidates: Vec<Candidate> =
         parse_json_array(&read(candidates)?, "candidates").map_err(|e| e.to_string())?;
     let options: Option<Options> = options
@@ -249,11 +270,8 @@ fn rank(
     let ranked = recommender
         .rerank_for(&history, &candidates, options.as_ref(), now)
         .map_err(|e| e.to_string())?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&ranked).map_err(|e| e.to_string())?
-    );
-    Ok(())
+    let json = serde_json::to_string_pretty(&ranked).map_err(|e| e.to_string())?;
+    write_stdout(&(json + "\n"))
 }
 
 /// Views the first three products of the catalog's first category, then ranks the rest.
@@ -298,19 +316,16 @@ fn demo(model: &std::path::Path, catalog: &std::path::Path) -> Result<(), String
     let ranked = recommender
         .rerank_for(&history, &server, None, now)
         .map_err(|e| e.to_string())?;
-    println!(
-        "The shopper viewed: {}",
-        viewed
-            .iter()
-            .map(|c| c.title.as_str())
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    println!("\nServer order (top {SHOWN}):");
+    // Built as one text and written once, so a closed stdout ends it quietly.
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let viewed_titles: Vec<&str> = viewed.iter().map(|c| c.title.as_str()).collect();
+    let _ = writeln!(out, "The shopper viewed: {}", viewed_titles.join(" | "));
+    let _ = writeln!(out, "\nServer order (top {SHOWN}):");
     for c in server.iter().take(SHOWN) {
-        println!("  {:<44} {}", c.title, c.categories.join(","));
+        let _ = writeln!(out, "  {:<44} {}", c.title, c.categories.join(","));
     }
-    println!("\nRe-ranked on this device (top {SHOWN}):");
+    let _ = writeln!(out, "\nRe-ranked on this device (top {SHOWN}):");
     let by_id: std::collections::HashMap<&str, &Candidate> =
         server.iter().map(|c| (c.id.as_str(), c)).collect();
     for r in ranked.iter().take(SHOWN) {
@@ -319,13 +334,10 @@ fn demo(model: &std::path::Path, catalog: &std::path::Path) -> Result<(), String
             (localrank::ReasonKind::Search, Some(q)) => format!("because you searched {q}"),
             _ => "the store's pick".to_string(),
         };
-        println!(
-            "  {:<44} {:.2}  {because}",
-            by_id[r.id.as_str()].title,
-            r.score
-        );
+        let title = by_id[r.id.as_str()].title.as_str();
+        let _ = writeln!(out, "  {title:<44} {:.2}  {because}", r.score);
     }
-    Ok(())
+    write_stdout(&out)
 }
 
 fn eval(
@@ -341,6 +353,9 @@ fn eval(
         dataset.items.len(),
         dataset.users.len()
     );
+    for line in dataset.report.lines() {
+        eprintln!("eval: data: {line}");
+    }
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {elapsed}")
             .expect("valid template")

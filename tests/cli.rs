@@ -1,0 +1,144 @@
+//! The command line as a user meets it: bad files name their line and field, a closed pipe ends
+//! the output quietly, and data loaders skip and count what a real catalog gets wrong.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+use localrank::eval::dataset::Dataset;
+
+fn localrank() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_localrank"))
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("localrank-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn catalog_json() -> String {
+    std::fs::read_to_string(root().join("tests/fixtures/catalog.json")).unwrap()
+}
+
+#[test]
+fn rank_into_a_pipe_closed_early_exits_quietly() {
+    let dir = scratch("pipe");
+    let history = dir.join("history.jsonl");
+    std::fs::write(
+        &history,
+        r#"{"kind": "view", "at": 1700000000000, "item": {"id": "run-1", "title": "Trail running shoes"}}"#,
+    )
+    .unwrap();
+    let candidates = dir.join("candidates.json");
+    std::fs::write(&candidates, catalog_json()).unwrap();
+    let mut child = localrank()
+        .args(["rank", "--model"])
+        .arg(model_path("q8_0"))
+        .arg("--history")
+        .arg(&history)
+        .arg("--candidates")
+        .arg(&candidates)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // What `| head` does when it has enough: close the pipe. Closed here before the model has
+    // loaded, so the first write meets a closed pipe.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+}
+
+#[test]
+fn rank_names_the_history_line_counting_blank_lines() {
+    let dir = scratch("lines");
+    let history = dir.join("history.jsonl");
+    let good = r#"{"kind": "view", "at": 1700000000000, "item": {"id": "run-1", "title": "Trail running shoes"}}"#;
+    std::fs::write(
+        &history,
+        format!("{good}\n\n{good}\n{{\"kind\": \"cart\", \"at\": 1, \"item\": {{\"id\": \"x\", \"title\": 7}}}}\n"),
+    )
+    .unwrap();
+    let candidates = dir.join("candidates.json");
+    std::fs::write(&candidates, catalog_json()).unwrap();
+    let output = localrank()
+        .args(["rank", "--model"])
+        .arg(model_path("q8_0"))
+        .arg("--history")
+        .arg(&history)
+        .arg("--candidates")
+        .arg(&candidates)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(
+            "history.jsonl line 4.item.title: invalid type: integer `7`, expected a string"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_catalog_with_quirks_loads_what_it_can_and_counts_the_rest() {
+    let dir = scratch("quirks");
+    let long_title = format!(
+        "Ultra long marketplace title {}",
+        "with many keywords ".repeat(200)
+    );
+    let items = [
+        r#"{"id": "1", "title": "Toy Story (1995)", "categories": ["Animation"]}"#.to_string(),
+        r#"{"id": "2", "title": "", "categories": ["Drama"]}"#.to_string(),
+        format!(r#"{{"id": "3", "title": "{long_title}"}}"#),
+        r#"{"id": "4", "title": "Broken", "price": 1e999}"#.to_string(),
+        r#"not json at all"#.to_string(),
+        r#"{"id": "1", "title": "Toy Story again"}"#.to_string(),
+        String::new(),
+        r#"{"id": "5", "title": "Heat (1995)"}"#.to_string(),
+    ];
+    std::fs::write(dir.join("items.jsonl"), items.join("\n")).unwrap();
+    std::fs::write(
+        dir.join("events.csv"),
+        "user_id,item_id,timestamp\n1,1,100\n1,2,200\n1,99,300\n1,3,soon\n2,5\n2,3,400\n2,5,500\n",
+    )
+    .unwrap();
+    let data = Dataset::load(&dir.join("items.jsonl"), &dir.join("events.csv")).unwrap();
+    let ids: Vec<&str> = data.items.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3", "5"]);
+    assert_eq!(data.items[1].title, "item 2", "an empty title is repaired");
+    assert!(data.items[2].title.len() <= localrank::records::MAX_TITLE_BYTES);
+    assert!(data.items[2]
+        .title
+        .starts_with("Ultra long marketplace title"));
+    let count = |reason: &str| data.report.counts.get(reason).copied().unwrap_or(0);
+    assert_eq!(count("empty titles replaced by 'item <id>'"), 1);
+    assert_eq!(count("long titles cut"), 1);
+    assert_eq!(count("items skipped (invalid field)"), 0);
+    assert_eq!(
+        count("item lines skipped (not a product record)"),
+        2,
+        "{:?}",
+        data.report
+    );
+    assert_eq!(count("item lines skipped (repeated id)"), 1);
+    assert_eq!(count("event lines skipped (item not in items.jsonl)"), 1);
+    assert_eq!(count("event lines skipped (timestamp not a number)"), 1);
+    assert_eq!(count("event lines skipped (too few columns)"), 1);
+    let events: usize = data.users.iter().map(|u| u.events.len()).sum();
+    assert_eq!(events, 4);
+    assert!(
+        data.report
+            .examples
+            .iter()
+            .any(|e| e.contains("line 4.price: number out of range")),
+        "{:?}",
+        data.report.examples
+    );
+}
