@@ -1,19 +1,44 @@
-// The demo storefront. The server's lists (/api/candidates) never depend on the shopper: the
-// "Recommended for you" row is the same popular list for everyone, re-ranked in the worker.
+// The demo storefront. The server's lists (/api/candidates) never depend on the shopper's
+// history, and neither does when or how often the page asks for them: a list is fetched once per
+// page view (the home list when the page loads, a category or search list when the shopper opens
+// that page), and everything the shopper does here (view, cart, dismiss) only re-ranks the lists
+// the page already has, in the worker. Searches are the one thing sent: the typed words go to the
+// store's search, as on any shop (the page and README say so).
+//
+// Degrade, don't die: the recommender starts on its own, whatever the lists do; a list that
+// fails shows a message in its place; if the recommender cannot start, the store works in the
+// server's order and "Your data on this device" still shows and erases what is stored.
 import { LocalRank } from "/localrank.js";
 
 const MODEL_URL = "/models/all-MiniLM-L6-v2.q8_0.gguf";
+const HOME_LIST = 60;
+const GRID = 24;
 const RECOMMENDED = 8;
 const $ = (id) => document.getElementById(id);
-const state = { rec: null, current: null, byId: new Map() };
+const state = { rec: null, current: null, byId: new Map(), home: null };
 
-const api = async (slot, n) => {
-  const response = await fetch(`/api/candidates?slot=${encodeURIComponent(slot)}&n=${n}`);
-  if (!response.ok) throw new Error(`${slot}: ${await response.text()}`);
-  const list = await response.json();
-  for (const item of list) state.byId.set(item.id, item);
-  return list;
-};
+/** A store list for a page view. Throws an error whose message a shopper can read. */
+async function fetchList(slot, n) {
+  let list;
+  try {
+    const response = await fetch(`/api/candidates?slot=${encodeURIComponent(slot)}&n=${n}`);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    list = await response.json();
+    if (!Array.isArray(list)) throw new Error("not a list");
+  } catch (error) {
+    console.warn(`localrank store: list ${slot}: ${error.message}`);
+    throw new Error("The store could not load these products right now. Please try again later.");
+  }
+  const usable = list.filter((item) => item && typeof item === "object" && typeof item.id === "string" && typeof item.title === "string");
+  for (const item of usable) if (!state.byId.has(item.id)) state.byId.set(item.id, item);
+  return usable;
+}
+
+/** Each id once, first occurrence kept: what the page shows when it shows the server's order. */
+function uniqueById(list) {
+  const seen = new Set();
+  return list.filter((item) => !seen.has(item.id) && seen.add(item.id));
+}
 
 // Product text is always set as text, never parsed as HTML.
 function card(item, reason) {
@@ -22,7 +47,8 @@ function card(item, reason) {
   button.type = "button";
   button.className = "card";
   button.dataset.id = item.id;
-  const parts = [["title", item.title], ["meta", (item.categories || []).join(", ")]];
+  const categories = Array.isArray(item.categories) ? item.categories.join(", ") : "";
+  const parts = [["title", item.title], ["meta", categories]];
   if (reason) parts.push(["reason", reason]);
   for (const [cls, text] of parts) {
     const span = document.createElement("span");
@@ -35,30 +61,66 @@ function card(item, reason) {
   return li;
 }
 
+function notice(text) {
+  const li = document.createElement("li");
+  li.className = "notice";
+  li.textContent = text;
+  return li;
+}
+
 function reasonText(reason) {
   if (reason.kind === "similar") return `because you viewed ${reason.title}`;
   if (reason.kind === "search") return `because you searched "${reason.title}"`;
   return "popular in the store";
 }
 
+/** A page view of a list: one request, then the grid. */
 async function showGrid(title, slot) {
   $("grid-title").textContent = title;
-  const list = await api(slot, 24);
-  $("grid").replaceChildren(...list.map((item) => card(item)));
+  try {
+    const list = uniqueById(await fetchList(slot, GRID));
+    $("grid").replaceChildren(...list.map((item) => card(item)));
+  } catch (error) {
+    $("grid").replaceChildren(notice(error.message));
+  }
 }
 
+/** Re-ranks the home list the page already has; never asks the server. */
 async function showRecommended() {
-  const candidates = await api("home", 60);
-  const ranked = state.rec ? await state.rec.rerank(candidates, { limit: RECOMMENDED }) : candidates.slice(0, RECOMMENDED).map((c) => ({ id: c.id, reason: { kind: "server" } }));
-  $("recommended").replaceChildren(...ranked.map((r) => card(state.byId.get(r.id), reasonText(r.reason))));
+  if (!state.home) return;
+  let ranked = null;
+  if (state.rec) {
+    try {
+      ranked = await state.rec.rerank(state.home, { limit: RECOMMENDED });
+    } catch (error) {
+      console.warn(`localrank store: re-ranking failed: ${error.message}`);
+      showWarning("Personal recommendations are unavailable for now; showing the store's picks.");
+    }
+  }
+  ranked ||= uniqueById(state.home).slice(0, RECOMMENDED).map((c) => ({ id: c.id, reason: { kind: "server" } }));
+  const cards = ranked.filter((r) => state.byId.has(r.id)).map((r) => card(state.byId.get(r.id), reasonText(r.reason)));
+  $("recommended").replaceChildren(...cards);
 }
 
+async function loadHome() {
+  try {
+    state.home = await fetchList("home", HOME_LIST);
+    $("grid").replaceChildren(...uniqueById(state.home).slice(0, GRID).map((item) => card(item)));
+    await showRecommended();
+  } catch (error) {
+    $("grid").replaceChildren(notice(error.message));
+    $("recommended").replaceChildren(notice(error.message));
+  }
+}
+
+/** Records a shopper event on this device, then re-ranks locally. Never throws. */
 async function record(kind, item) {
+  if (!state.rec || !item) return;
   const { score, ...product } = item; // the server's score is not part of the shopper's history
   try {
     await state.rec.record({ kind, at: Date.now(), item: product });
   } catch (error) {
-    showWarning(error.message);
+    showWarning(shopperMessage(error));
   }
   await showRecommended();
 }
@@ -66,9 +128,9 @@ async function record(kind, item) {
 function openProduct(item) {
   state.current = item;
   $("product-title").textContent = item.title;
-  $("product-categories").textContent = (item.categories || []).join(", ");
+  $("product-categories").textContent = Array.isArray(item.categories) ? item.categories.join(", ") : "";
   $("product").showModal();
-  if (state.rec) record("view", item);
+  record("view", item);
 }
 
 function showWarning(message) {
@@ -76,26 +138,95 @@ function showWarning(message) {
   $("warning").classList.remove("hidden");
 }
 
-async function showData() {
-  const events = await state.rec.history();
-  $("events").replaceChildren(
-    ...events.map((event) => {
-      const li = document.createElement("li");
-      const what = event.item ? event.item.title : `"${event.query}"`;
-      li.textContent = `${new Date(event.at).toLocaleString()}: ${event.kind} ${what} `;
-      if (event.item) {
-        const forget = document.createElement("button");
-        forget.type = "button";
-        forget.textContent = "Forget";
-        forget.addEventListener("click", async () => {
-          await state.rec.forget(event.item.id);
-          await Promise.all([showData(), showRecommended()]);
-        });
-        li.append(forget);
+/** An error from the recommender in words for a shopper (details go to the console as a warning). */
+function shopperMessage(error) {
+  const text = (error && error.message) || String(error);
+  console.warn(`localrank store: ${text}`);
+  if (/could not save|could not erase/.test(text)) return text.charAt(0).toUpperCase() + text.slice(1);
+  return "Something went wrong with personal recommendations; the store works as usual.";
+}
+
+/** Why the recommender did not start, for a shopper. */
+function startFailure(error) {
+  const text = (error && error.message) || String(error);
+  console.warn(`localrank store: the recommender did not start: ${text}`);
+  if (/HTTP|fetch|network|manifest/i.test(text)) return "the recommendation model could not be downloaded";
+  if (/checksum/i.test(text)) return "the downloaded model was damaged";
+  if (/storage|IndexedDB|quota/i.test(text)) return "this browser's storage is not available";
+  return "it could not start in this browser";
+}
+
+function eventLine(event) {
+  const li = document.createElement("li");
+  const what = event.item ? event.item.title : `"${event.query}"`;
+  li.textContent = `${new Date(event.at).toLocaleString()}: ${event.kind} ${what} `;
+  if (event.item && state.rec) {
+    const forget = document.createElement("button");
+    forget.type = "button";
+    forget.textContent = "Forget";
+    forget.addEventListener("click", async () => {
+      try {
+        await state.rec.forget(event.item.id);
+      } catch (error) {
+        showWarning(shopperMessage(error));
       }
-      return li;
-    }),
-  );
+      await Promise.all([showData(), showRecommended()]);
+    });
+    li.append(forget);
+  }
+  return li;
+}
+
+function setAsideLine(copy) {
+  const li = document.createElement("li");
+  li.className = "set-aside";
+  li.textContent = `A saved history that could not be read, kept ${new Date(copy.at).toLocaleString()} (${copy.reason}) `;
+  const exportButton = Object.assign(document.createElement("button"), { type: "button", textContent: "Export this copy" });
+  exportButton.addEventListener("click", () => download(copy.text, `localrank-unreadable-${copy.key}.json`));
+  li.append(exportButton);
+  return li;
+}
+
+/** What is stored on this device: from the recommender, or straight from storage without it. */
+async function storedData() {
+  if (state.rec) return { events: await state.rec.history(), setAside: await state.rec.setAside() };
+  const { history, setAside } = await LocalRank.storedData();
+  let events = [];
+  try {
+    events = history ? JSON.parse(history).events || [] : [];
+  } catch {
+    events = [];
+  }
+  return { events: Array.isArray(events) ? events.filter((e) => e && typeof e === "object") : [], setAside };
+}
+
+async function showData() {
+  let data;
+  try {
+    data = await storedData();
+  } catch (error) {
+    $("events").replaceChildren(notice(`This browser's storage could not be read (${(error && error.name) || error}).`));
+    return;
+  }
+  const lines = [...data.setAside.map(setAsideLine), ...data.events.map(eventLine)];
+  $("events").replaceChildren(...(lines.length ? lines : [notice("Nothing is stored.")]));
+}
+
+function download(text, name) {
+  const blob = new Blob([text], { type: "application/json" });
+  const link = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: name });
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
+async function eraseEverything() {
+  try {
+    if (state.rec) await state.rec.clear();
+    else await LocalRank.eraseStoredData();
+  } catch (error) {
+    showWarning(shopperMessage(error));
+  }
+  await Promise.all([showData(), showRecommended()]);
 }
 
 function wire() {
@@ -103,36 +234,45 @@ function wire() {
   $("add-to-cart").addEventListener("click", () => record("cart", state.current).then(() => $("product").close()));
   $("not-interested").addEventListener("click", () => record("dismiss", state.current).then(() => $("product").close()));
   $("open-data").addEventListener("click", async () => {
-    await showData();
     $("data").showModal();
+    await showData();
   });
   $("close-data").addEventListener("click", () => $("data").close());
-  $("erase").addEventListener("click", async () => {
-    await state.rec.clear();
-    await Promise.all([showData(), showRecommended()]);
-  });
+  $("erase").addEventListener("click", eraseEverything);
   $("export").addEventListener("click", async () => {
-    const blob = new Blob([await state.rec.exportHistory()], { type: "application/json" });
-    const link = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: "localrank-history.json" });
-    link.click();
-    URL.revokeObjectURL(link.href);
+    try {
+      const text = state.rec ? await state.rec.exportHistory() : (await LocalRank.storedData()).history;
+      download(text || '{"version": 1, "events": []}', "localrank-history.json");
+    } catch (error) {
+      showWarning(shopperMessage(error));
+    }
   });
   $("search").addEventListener("submit", async (event) => {
     event.preventDefault();
     const query = $("query").value.trim();
     if (!query) return;
     await showGrid(`Results for "${query}"`, `search:${query}`);
-    if (state.rec) {
-      await state.rec.record({ kind: "search", at: Date.now(), query }).catch((e) => showWarning(e.message));
-      await showRecommended();
+    if (!state.rec) return;
+    try {
+      await state.rec.record({ kind: "search", at: Date.now(), query });
+    } catch (error) {
+      showWarning(shopperMessage(error));
     }
+    await showRecommended();
   });
 }
 
 async function showCategories() {
-  const names = await (await fetch("/api/categories")).json();
+  let names = [];
+  try {
+    const response = await fetch("/api/categories");
+    names = response.ok ? await response.json() : [];
+  } catch (error) {
+    console.warn(`localrank store: categories: ${error.message}`);
+  }
+  if (!Array.isArray(names)) names = [];
   $("categories").replaceChildren(
-    ...names.map((name) => {
+    ...names.filter((name) => typeof name === "string").map((name) => {
       const button = Object.assign(document.createElement("button"), { type: "button", textContent: name });
       button.dataset.category = name;
       button.addEventListener("click", () => showGrid(name, `category:${name}`));
@@ -141,15 +281,14 @@ async function showCategories() {
   );
 }
 
-async function main() {
-  wire();
-  await Promise.all([showCategories(), showGrid("Popular now", "home"), showRecommended()]);
-  const onProgress = ({ phase, loaded, total }) => {
-    if (phase !== "compile") document.body.dataset.modelBytes = loaded;
-    $("progress").max = total || 1;
-    $("progress").value = loaded;
-    $("status").textContent = phase === "compile" ? "Starting the model…" : `Loading the model (${phase}): ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;
-  };
+function onProgress({ phase, loaded, total }) {
+  if (phase !== "compile") document.body.dataset.modelBytes = loaded;
+  $("progress").max = total || 1;
+  $("progress").value = loaded;
+  $("status").textContent = phase === "compile" ? "Starting the model…" : `Loading the model (${phase}): ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;
+}
+
+async function startRecommender() {
   try {
     state.rec = await LocalRank.create({ modelUrl: MODEL_URL, onProgress, onWarning: showWarning });
     $("progress").value = $("progress").max;
@@ -157,9 +296,17 @@ async function main() {
     document.body.dataset.ready = "true";
     await showRecommended();
   } catch (error) {
-    $("status").textContent = `The recommender could not start: ${error.message}`;
+    $("status").textContent = `Personal recommendations are off on this device: ${startFailure(error)}. The store works as usual.`;
     document.body.dataset.ready = "failed";
   }
+}
+
+function main() {
+  wire();
+  // Independent of each other: no response (or its absence) holds up the recommender.
+  showCategories();
+  loadHome();
+  startRecommender();
 }
 
 main();

@@ -1,13 +1,20 @@
 // localrank for a storefront page, in a few lines:
 //
 //   import { LocalRank } from "/localrank.js";
-//   const rec = await LocalRank.create({ modelUrl: "/models/all-MiniLM-L6-v2.q8_0.gguf", onProgress });
+//   const rec = await LocalRank.create({ modelUrl: "/models/all-MiniLM-L6-v2.q8_0.gguf", onProgress, onWarning });
 //   await rec.record({ kind: "view", at: Date.now(), item: product });
 //   const ranked = await rec.rerank(candidates, { limit: 8 });   // [{ id, score, reason }]
 //
 // Everything runs in a Web Worker (worker.js): the model download with progress and a sha256
 // check against the manifest, the Cache API, IndexedDB, and the wasm Recommender. Nothing the
 // shopper does is sent anywhere.
+//
+// Degrade, don't die: `rerank` ranks what it can (invalid candidates are left out, repeated ids
+// merged, each problem reported once through onWarning); a failed `record` leaves the history
+// as it was; a saved history that cannot be read is kept aside, not lost, and the recommender
+// starts without it. When the recommender cannot start at all, `LocalRank.storedData()` and
+// `LocalRank.eraseStoredData()` still let the page show and erase what is stored.
+import { eraseAll, savedHistoryText, setAsideCopies } from "/storage.js";
 
 export class LocalRank {
   #worker;
@@ -15,46 +22,83 @@ export class LocalRank {
   #nextId = 1;
   #onProgress;
   #onWarning;
+  #reported = new Set();
+  #stopped = null;
 
   constructor(worker, { onProgress, onWarning }) {
     this.#worker = worker;
     this.#onProgress = onProgress || (() => {});
     this.#onWarning = onWarning || ((message) => console.warn(`localrank: ${message}`));
     worker.onmessage = ({ data }) => this.#receive(data);
-    worker.onerror = (event) => this.#failAll(new Error(`localrank worker failed: ${event.message}`));
+    worker.onerror = (event) => {
+      event.preventDefault();
+      this.#stop(new Error(`the recommender stopped (${event.message || "its worker failed to load"})`));
+    };
+    worker.onmessageerror = () => this.#stop(new Error("the recommender sent a message that could not be read"));
   }
 
   /**
    * Starts the worker, loads the model (from the Cache API when it is there) and the saved history.
-   * onProgress({ phase: "download"|"cache"|"compile", loaded, total }) reports the model's bytes.
+   * onProgress({ phase: "download"|"cache"|"compile", loaded, total }) reports the model's bytes;
+   * onWarning(message) anything that went wrong but did not stop it.
    */
   static async create({ modelUrl, manifestUrl = "/models/manifest.json", workerUrl = "/worker.js", onProgress, onWarning } = {}) {
     if (!modelUrl) throw new Error("LocalRank.create needs a modelUrl");
     const worker = new Worker(workerUrl, { type: "module" });
     const rec = new LocalRank(worker, { onProgress, onWarning });
-    rec.info = await rec.#call("init", { modelUrl, manifestUrl });
+    try {
+      rec.info = await rec.#call("init", { modelUrl, manifestUrl });
+    } catch (error) {
+      rec.terminate();
+      throw error;
+    }
     return rec;
+  }
+
+  /** What is stored on this device, readable without a running recommender: { history, setAside }. */
+  static async storedData() {
+    return { history: await savedHistoryText(), setAside: await setAsideCopies() };
+  }
+
+  /** Erases the history and every copy kept aside, without a running recommender. */
+  static eraseStoredData() {
+    return eraseAll();
   }
 
   /** Adds a shopper event ({ kind, at, item | query }) to the history on this device. */
   record(event) { return this.#call("record", event); }
-  /** Re-ranks the server's candidates for this shopper: [{ id, score, reason }]. */
-  rerank(candidates, options) { return this.#call("rerank", candidates, options); }
+
+  /**
+   * Re-ranks the server's candidates for this shopper: [{ id, score, reason }]. Candidates that
+   * cannot be ranked are left out (reported once each through onWarning); repeated ids appear once.
+   */
+  async rerank(candidates, options) {
+    const { ranked, dropped } = await this.#call("rerank", candidates, options);
+    for (const message of dropped) {
+      if (this.#reported.has(message)) continue;
+      this.#reported.add(message);
+      this.#onWarning(`a product from the store was not personalised: ${message}`);
+    }
+    return ranked;
+  }
   /** The events stored on this device, oldest first. */
   history() { return this.#call("history"); }
   /** Removes every event about one product; resolves to how many were removed. */
   forget(itemId) { return this.#call("forget", itemId); }
-  /** Erases the whole history on this device. */
+  /** Erases the whole history on this device, and any copy kept aside. */
   clear() { return this.#call("clear"); }
   /** The history as JSON text, for the shopper's own copy. */
   exportHistory() { return this.#call("exportHistory"); }
+  /** Saved copies that could not be read, kept aside: [{ key, reason, at, text }]. */
+  setAside() { return this.#call("setAside"); }
 
   terminate() {
     this.#worker.terminate();
-    this.#failAll(new Error("localrank was terminated"));
+    this.#stop(new Error("localrank was terminated"));
   }
 
   #call(method, ...args) {
+    if (this.#stopped) return Promise.reject(this.#stopped);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
@@ -72,7 +116,8 @@ export class LocalRank {
     else pending.resolve(data.result);
   }
 
-  #failAll(error) {
+  #stop(error) {
+    this.#stopped ||= error;
     for (const { reject } of this.#pending.values()) reject(error);
     this.#pending.clear();
   }

@@ -1,12 +1,14 @@
 // The localrank Web Worker: owns the model download (progress, sha256 check, Cache API), the
-// history in IndexedDB, and the wasm Recommender, so the page never freezes. Messages in:
-// {id, method, args}; out: {id, result} | {id, error} | {type: "progress"|"warning", ...}.
+// history in IndexedDB (storage.js), and the wasm Recommender, so the page never freezes.
+// Messages in: {id, method, args}; out: {id, result} | {id, error} | {type: "progress"|"warning", ...}.
+//
+// Every change to the history is written before it is kept: if IndexedDB refuses the write (a
+// full quota), the in-memory history goes back to what it was and the call fails, so the page,
+// the memory and the disk always agree.
 import init, { Recommender } from "/pkg/localrank.js";
+import { loadHistory, saveHistory, setAside, setAsideCopies, eraseAll, storageProblem } from "/storage.js";
 
 const MODEL_CACHE = "localrank-models";
-const DB_NAME = "localrank";
-const STORE = "state";
-const HISTORY_KEY = "history";
 
 let recommender = null;
 
@@ -80,37 +82,47 @@ async function loadModelBytes(modelUrl, entry) {
   }
 }
 
-// One connection for the worker's lifetime.
-let database = null;
-function openDb() {
-  database ||= new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB_NAME, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-  return database;
-}
-
-function dbRequest(mode, run) {
-  return openDb().then(
-    (db) =>
-      new Promise((resolve, reject) => {
-        const tx = db.transaction(STORE, mode);
-        const request = run(tx.objectStore(STORE));
-        tx.oncomplete = () => resolve(request.result);
-        tx.onabort = tx.onerror = () => reject(tx.error || request.error);
-      }),
-  );
-}
-
-// Saves the whole history. If the write fails (a full quota), the error reaches the page and the
-// copy already in IndexedDB stays as it was: the failed transaction changes nothing.
-async function persist() {
+// Applies `change` to the recommender and saves the result; if the save fails, restores the
+// history as it was before `change` and throws an error a shopper can read.
+async function changeAndSave(change) {
+  const before = recommender.exportState();
+  const result = change();
   try {
-    await dbRequest("readwrite", (store) => store.put(recommender.exportState(), HISTORY_KEY));
+    await saveHistory(recommender.exportState());
   } catch (error) {
-    throw new Error(`could not save the history on this device (${error && error.name}: ${error && error.message}); what was saved before is kept`);
+    recommender.importState(before);
+    throw new Error(`could not save your history on this device: ${storageProblem(error)}. Nothing was changed.`);
+  }
+  return result;
+}
+
+// Restores the saved history. A copy that cannot be read (corrupt, truncated, from a newer
+// version), or one with events that cannot be read, is kept aside (the shopper can export or
+// erase it) and the recommender starts with what could be read: never locked out, nothing lost.
+async function restoreHistory() {
+  let saved;
+  try {
+    saved = await loadHistory();
+  } catch (error) {
+    post({ type: "warning", message: `your saved history could not be opened (${storageProblem(error)}); starting without it` });
+    return;
+  }
+  if (!saved) return;
+  const bytes = new Uint8Array(saved);
+  let problem;
+  try {
+    const report = recommender.importState(bytes);
+    if (report.dropped.length === 0) return;
+    problem = `${report.dropped.length} saved event(s) could not be read and were left out (${report.dropped[0]})`;
+  } catch (error) {
+    problem = `your saved history could not be read (${error.message}); starting with an empty one`;
+  }
+  try {
+    await setAside(bytes, problem);
+    if (recommender.history().length > 0) await saveHistory(recommender.exportState());
+    post({ type: "warning", message: `${problem}. The unreadable copy is kept: see "Your data on this device" to export or erase it.` });
+  } catch (error) {
+    post({ type: "warning", message: `${problem}. It could not be set aside (${storageProblem(error)}), so it stays where it was.` });
   }
 }
 
@@ -121,31 +133,35 @@ const methods = {
     post({ type: "progress", phase: "compile", loaded: 0, total: 1 });
     await init();
     recommender = new Recommender(bytes);
-    const saved = await dbRequest("readonly", (store) => store.get(HISTORY_KEY));
-    if (saved) recommender.importState(new Uint8Array(saved));
+    await restoreHistory();
     return { modelId: entry.modelId, sha256: entry.sha256, events: recommender.history().length };
   },
-  async record(event) {
-    recommender.record(event);
-    await persist();
+  record(event) {
+    return changeAndSave(() => recommender.record(event));
   },
+  // Lenient: what cannot be ranked is left out and named in `dropped`, the rest is ranked.
   rerank(candidates, options) {
-    return recommender.rerank(candidates, options);
+    return recommender.rerankAdmitting(candidates, options);
   },
   history() {
     return recommender.history();
   },
-  async forget(itemId) {
-    const removed = recommender.forget(itemId);
-    await persist();
-    return removed;
+  forget(itemId) {
+    return changeAndSave(() => recommender.forget(itemId));
   },
   async clear() {
+    try {
+      await eraseAll();
+    } catch (error) {
+      throw new Error(`could not erase the history on this device: ${storageProblem(error)}`);
+    }
     recommender.clear();
-    await dbRequest("readwrite", (store) => store.delete(HISTORY_KEY));
   },
   exportHistory() {
     return new TextDecoder().decode(recommender.exportState());
+  },
+  setAside() {
+    return setAsideCopies();
   },
 };
 

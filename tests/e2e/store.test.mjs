@@ -1,81 +1,22 @@
-// The demo storefront in headless Chromium (Debian's, through playwright-core: no browser
-// download), driven like a shopper. Every test fails on any console error on the page.
+// The demo storefront in headless Chromium, driven like a shopper: personalisation on the
+// device, what the network sees, and a tampered model. Every test fails on an unhandled error.
 // Needs: target/debug/localrank (or LOCALRANK_BIN), pkg/ (wasm-pack), models/, data/ml-1m (scripts/test builds them).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import {
+  ARTIFACTS, BASE, useStoreServer, shopper, loadStore, recommendedIds, recommendedCards, recommendedRow, serverTop, openCategory, openProduct, dataDialogLines,
+} from "./harness.mjs";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const PORT = 18000 + (process.pid % 1000);
-const BASE = `http://127.0.0.1:${PORT}`;
-const ARTIFACTS = join(ROOT, "target", "e2e");
-const READY_TIMEOUT = 180_000;
-let server;
-
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const binary = process.env.LOCALRANK_BIN || join(ROOT, "target/debug/localrank");
-  server = spawn(binary, ["serve", "--port", String(PORT)], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
-  await new Promise((resolve, reject) => {
-    server.stderr.on("data", (chunk) => String(chunk).includes("localrank store:") && resolve());
-    server.on("exit", (code) => reject(new Error(`localrank serve exited with ${code}`)));
-  });
-});
-
-after(() => server && server.kill());
-
-/** A fresh browser profile, with every request and console error of its pages recorded. */
-async function shopper() {
-  const dir = mkdtempSync(join(tmpdir(), "localrank-e2e-"));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  const requests = [];
-  const errors = [];
-  context.on("request", (request) => requests.push({ url: request.url(), method: request.method(), body: request.postData() }));
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("console", (message) => message.type() === "error" && errors.push(message.text()));
-  page.on("pageerror", (error) => errors.push(String(error)));
-  const close = async () => {
-    await context.close();
-    rmSync(dir, { recursive: true, force: true });
-    assert.deepEqual(errors, [], "console errors on the page");
-  };
-  return { context, page, requests, errors, close };
-}
-
-async function loadStore(page) {
-  await page.goto(BASE);
-  await page.waitForSelector("body[data-ready]", { timeout: READY_TIMEOUT });
-  assert.equal(await page.getAttribute("body", "data-ready"), "true", await page.textContent("#status"));
-}
-
-const recommendedIds = (page) => page.$$eval("#recommended .card", (cards) => cards.map((c) => c.dataset.id));
-const recommendedCards = (page) =>
-  page.$$eval("#recommended .card", (cards) => cards.map((c) => ({ id: c.dataset.id, meta: c.querySelector(".meta").textContent, reason: c.querySelector(".reason").textContent })));
-
-async function serverTop(n) {
-  const list = await (await fetch(`${BASE}/api/candidates?slot=home&n=60`)).json();
-  return list.slice(0, n).map((c) => c.id);
-}
+useStoreServer();
 
 /** Opens the first `count` products of a category, as a shopper would. Returns their titles. */
 async function viewCategory(page, category, count) {
-  await page.click(`#categories button[data-category="${category}"]`);
-  await page.waitForFunction((name) => document.getElementById("grid-title").textContent === name, category);
+  await openCategory(page, category);
   const titles = [];
   for (let i = 0; i < count; i++) {
-    const card = page.locator("#grid .card").nth(i);
-    titles.push(await card.locator(".title").textContent());
-    await card.click();
-    await page.click("#close-product");
+    titles.push(await page.locator("#grid .card").nth(i).locator(".title").textContent());
+    await openProduct(page, i);
   }
   // Each view re-ranks; wait until the row names one of these products as its reason.
   await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("because you viewed")), null, { timeout: 60_000 });
@@ -85,6 +26,7 @@ async function viewCategory(page, category, count) {
 test("a shopper's views re-rank the store on the device, survive a reload, and erase back to the server order", async () => {
   const { page, requests, close } = await shopper();
   await loadStore(page);
+  await recommendedRow(page);
   const manifest = await (await fetch(`${BASE}/models/manifest.json`)).json();
   const modelBytes = manifest.files.find((f) => f.dtype === "q8_0").bytes;
   assert.equal(Number(await page.getAttribute("body", "data-model-bytes")), modelBytes, "the progress bar counted every byte of the model");
@@ -105,38 +47,45 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   const fetchedBefore = modelFetches();
   await loadStore(page);
   assert.equal(modelFetches(), fetchedBefore, "the second visit loads the model from the cache");
-  await page.click("#open-data");
-  await page.waitForFunction(() => document.querySelectorAll("#events li").length === 3);
-  assert.deepEqual((await recommendedCards(page)).map((c) => c.id), after.map((c) => c.id), "same ranking after reload");
+  assert.equal((await dataDialogLines(page)).length, 3);
+  await page.waitForFunction((ids) => [...document.querySelectorAll("#recommended .card")].map((c) => c.dataset.id).join() === ids.join(), after.map((c) => c.id), { timeout: 60_000 });
 
+  await page.click("#open-data");
   await page.click("#erase");
-  await page.waitForFunction(() => document.querySelectorAll("#events li").length === 0);
+  await page.waitForFunction(() => document.querySelector("#events").textContent.includes("Nothing is stored."));
   await page.click("#close-data");
   await page.waitForFunction((ids) => [...document.querySelectorAll("#recommended .card")].map((c) => c.dataset.id).join() === ids.join(), serverOrder);
   await close();
 });
 
-test("no request depends on the shopper's history, nothing leaves the origin, no cookie is set", async () => {
-  const histories = { horror: "Horror", children: "Children's" };
-  const audits = {};
-  for (const [name, category] of Object.entries(histories)) {
+/** A request as the server sees it, without its timing. */
+const describe = (r) => `${r.method} ${new URL(r.url).pathname}${new URL(r.url).search}`;
+
+test("no request, nor how many or when, depends on the shopper's history; nothing leaves the origin", async () => {
+  // Two shoppers take the same navigation (load, open the Horror page, load again). One only
+  // looks; the other opens products, adds one to the cart and dismisses another in between.
+  const sessions = {};
+  for (const busy of [false, true]) {
+    const name = busy ? "busy" : "quiet";
     const { context, page, requests, close } = await shopper();
     await loadStore(page);
+    await recommendedRow(page);
+    await openCategory(page, "Horror");
     const viewedIds = [];
-    await page.click(`#categories button[data-category="${category}"]`);
-    await page.waitForFunction((c) => document.getElementById("grid-title").textContent === c, category);
-    for (let i = 0; i < 3; i++) {
-      const card = page.locator("#grid .card").nth(i);
-      viewedIds.push(await card.getAttribute("data-id"));
-      await card.click();
-      await page.click("#close-product");
+    const beforeActivity = requests.length;
+    if (busy) {
+      for (let i = 0; i < 4; i++) viewedIds.push(await openProduct(page, i));
+      viewedIds.push(await openProduct(page, 4, "#add-to-cart"));
+      viewedIds.push(await openProduct(page, 5, "#not-interested"));
+      await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("because you viewed")), null, { timeout: 60_000 });
+      assert.equal((await dataDialogLines(page)).length, 8, "4 views, a view and a cart, a view and a dismissal");
+    } else {
+      await page.waitForTimeout(2_000);
     }
-    await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("because you viewed")), null, { timeout: 60_000 });
-    // What a returning shopper's visit sends, with the history now stored on the device.
-    const start = requests.length;
+    const duringActivity = requests.slice(beforeActivity);
+    assert.deepEqual(duringActivity.map(describe), [], `${name}: what the shopper did sent no request`);
     await loadStore(page);
-    await page.waitForFunction(() => document.querySelectorAll("#recommended .card").length === 8);
-    const visit = requests.slice(start);
+    await recommendedRow(page);
     for (const request of requests) {
       assert.ok(request.url.startsWith(BASE), `off-origin request: ${request.url}`);
       for (const id of viewedIds) {
@@ -144,12 +93,16 @@ test("no request depends on the shopper's history, nothing leaves the origin, no
       }
     }
     assert.deepEqual(await context.cookies(), [], "no cookie");
-    audits[name] = visit.filter((r) => new URL(r.url).pathname.startsWith("/api/")).map((r) => `${r.method} ${new URL(r.url).pathname}${new URL(r.url).search}`).sort();
-    console.log(`${name} shopper: ${requests.length} requests in all, returning visit's API requests: ${JSON.stringify(audits[name])}`);
+    sessions[name] = {
+      api: requests.filter((r) => new URL(r.url).pathname.startsWith("/api/")).map(describe),
+      all: requests.map(describe).sort(),
+    };
+    console.log(`${name} shopper: ${requests.length} requests; API requests in order: ${JSON.stringify(sessions[name].api)}`);
     await close();
   }
-  assert.ok(audits.horror.length > 0);
-  assert.deepEqual(audits.horror, audits.children, "two shoppers with different histories send identical API requests");
+  assert.ok(sessions.quiet.api.length >= 4, "both page loads and the category page asked the server");
+  assert.deepEqual(sessions.busy.api, sessions.quiet.api, "the same API requests, in the same order and number");
+  assert.deepEqual(sessions.busy.all, sessions.quiet.all, "the same requests in all, the same number of each");
 });
 
 test("a corrupted model in the cache is refused and fetched again", async () => {

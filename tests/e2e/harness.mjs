@@ -1,0 +1,123 @@
+// What every end-to-end test file shares: the demo store's server (one per file), a fresh
+// shopper (browser profile) whose requests and console are recorded, and page helpers.
+// Debian's Chromium through playwright-core: no browser download.
+import { before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const PORT = 18000 + (process.pid % 1000);
+export const BASE = `http://127.0.0.1:${PORT}`;
+export const ARTIFACTS = join(ROOT, "target", "e2e");
+const READY_TIMEOUT = 180_000;
+let server;
+
+/** Starts `localrank serve` for this test file and stops it after. */
+export function useStoreServer() {
+  before(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const binary = process.env.LOCALRANK_BIN || join(ROOT, "target/debug/localrank");
+    server = spawn(binary, ["serve", "--port", String(PORT)], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    await new Promise((resolve, reject) => {
+      server.stderr.on("data", (chunk) => String(chunk).includes("localrank store: http") && resolve());
+      server.on("exit", (code) => reject(new Error(`localrank serve exited with ${code}`)));
+    });
+  });
+  after(() => server && server.kill());
+}
+
+/**
+ * A fresh browser profile, with every request and console message of its pages recorded.
+ * `close()` asserts that no error went unhandled on the page: no uncaught exception or
+ * rejection, and no console error except the browser's own line for a response the test made
+ * fail on purpose (`expectedFailures`, regexps).
+ */
+export async function shopper({ expectedFailures = [], profile } = {}) {
+  // A given profile is the same shopper coming back: it is kept on close.
+  const dir = profile || mkdtempSync(join(tmpdir(), "localrank-e2e-"));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const requests = [];
+  const errors = [];
+  const warnings = [];
+  context.on("request", (request) => requests.push({ url: request.url(), method: request.method(), body: request.postData() }));
+  const watch = (page) => {
+    page.on("console", (message) => {
+      if (message.type() === "error" && !expectedFailures.some((re) => re.test(message.text()))) errors.push(message.text());
+      if (message.type() === "warning") warnings.push(message.text());
+    });
+    page.on("pageerror", (error) => errors.push(`uncaught: ${error}`));
+  };
+  context.on("page", watch);
+  const page = context.pages()[0] || (await context.newPage());
+  watch(page);
+  const close = async () => {
+    await context.close();
+    if (!profile) rmSync(dir, { recursive: true, force: true });
+    assert.deepEqual(errors, [], "unhandled errors on the page");
+  };
+  return { context, page, requests, errors, warnings, close };
+}
+
+/** Loads the store and waits until the recommender has started (`ready` "true") or given up ("failed"). */
+/** A browser profile that outlives one `shopper()` (remove it with `rmSync` when done). */
+export const newProfile = () => mkdtempSync(join(tmpdir(), "localrank-e2e-"));
+
+export async function loadStore(page, { expect = "true" } = {}) {
+  await page.goto(BASE);
+  await page.waitForSelector("body[data-ready]", { timeout: READY_TIMEOUT });
+  assert.equal(await page.getAttribute("body", "data-ready"), expect, await page.textContent("#status"));
+}
+
+export const recommendedIds = (page) => page.$$eval("#recommended .card", (cards) => cards.map((c) => c.dataset.id));
+export const recommendedCards = (page) =>
+  page.$$eval("#recommended .card", (cards) => cards.map((c) => ({ id: c.dataset.id, meta: c.querySelector(".meta").textContent, reason: c.querySelector(".reason").textContent })));
+
+/** Waits until the recommended row shows `n` products. */
+export const recommendedRow = (page, n = 8) =>
+  page.waitForFunction((count) => document.querySelectorAll("#recommended .card").length === count, n, { timeout: 60_000 });
+
+export async function serverTop(n) {
+  const list = await (await fetch(`${BASE}/api/candidates?slot=home&n=60`)).json();
+  return list.slice(0, n).map((c) => c.id);
+}
+
+/** Opens a category page as a shopper would. */
+export async function openCategory(page, category) {
+  await page.click(`#categories button[data-category="${category}"]`);
+  await page.waitForFunction((name) => document.getElementById("grid-title").textContent === name, category);
+  await page.waitForSelector("#grid .card");
+}
+
+/** Opens grid product `index`, optionally presses an action in its dialog, and closes it. */
+export async function openProduct(page, index, action = "#close-product") {
+  const card = page.locator("#grid .card").nth(index);
+  const id = await card.getAttribute("data-id");
+  await card.click();
+  await page.click(action);
+  return id;
+}
+
+/** The events stored on this device, as the data dialog lists them. */
+export async function dataDialogLines(page) {
+  await page.click("#open-data");
+  await page.waitForFunction(() => document.querySelector("#events").children.length > 0);
+  const lines = await page.$$eval("#events li", (items) => items.map((li) => li.textContent));
+  await page.click("#close-data");
+  return lines.filter((line) => !/^Nothing is stored/.test(line));
+}
+
+/** The page still works for a shopper: a category opens and a product dialog opens and closes. */
+export async function assertUsable(page, category = "Comedy") {
+  await openCategory(page, category);
+  await openProduct(page, 0);
+  assert.equal(await page.locator("#product").getAttribute("open"), null, "the product dialog closed");
+}
