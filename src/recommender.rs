@@ -116,41 +116,13 @@ impl Recommender {
     }
 
     pub fn export_state(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Export<'a> {
-            version: u32,
-            events: &'a [Event],
-        }
-        let export = Export {
-            version: STATE_VERSION,
-            events: &self.history,
-        };
-        // Events hold strings and finite numbers only: serialising them cannot fail.
-        serde_json::to_vec(&export).unwrap_or_default()
+        write_saved_state(&self.history)
     }
 
-    /// Replaces the history with a saved one. The container must be readable (JSON of a known
-    /// version), or nothing changes and the error says why; events inside it that cannot be
-    /// read are left out and reported, so one bad record never loses the rest.
+    /// Replaces the history with a saved one (see [`read_saved_state`]); on an error nothing
+    /// changes.
     pub fn import_state(&mut self, bytes: &[u8]) -> Result<ImportReport> {
-        let raw_events = saved_events(bytes)?;
-        let mut report = ImportReport::default();
-        let mut events = Vec::with_capacity(raw_events.len().min(MAX_HISTORY_EVENTS * 4));
-        for (index, raw) in raw_events.iter().enumerate() {
-            let record = format!("events[{index}]");
-            let mut deserializer = serde_json::Deserializer::from_str(raw.get());
-            let parsed = crate::records::deserialize_named::<Event, _>(&mut deserializer, &record)
-                .and_then(|event| event.validate(&record).map(|()| event));
-            match parsed {
-                Ok(mut event) => {
-                    event.cut_long_text();
-                    events.push(event);
-                }
-                Err(e) => report.dropped.push(e.to_string()),
-            }
-        }
-        keep_newest(&mut events, MAX_HISTORY_EVENTS);
-        report.events = events.len();
+        let (events, report) = read_saved_state(bytes)?;
         self.history = events;
         Ok(report)
     }
@@ -290,6 +262,47 @@ fn without_dismissed_interest(history: &[Event]) -> Vec<&Event> {
                     .is_none_or(|&dismissed| event.at > dismissed)
         })
         .collect()
+}
+
+/// The saved state of `events` (version `STATE_VERSION`): plain JSON, so the shopper's copy is
+/// readable.
+pub fn write_saved_state(events: &[Event]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Export<'a> {
+        version: u32,
+        events: &'a [Event],
+    }
+    let export = Export {
+        version: STATE_VERSION,
+        events,
+    };
+    // Events hold strings and finite numbers only: serialising them cannot fail.
+    serde_json::to_vec(&export).unwrap_or_default()
+}
+
+/// Reads a saved state: the container must be readable (JSON of a known version) or it is an
+/// error; events inside it that cannot be read are left out and reported, so one bad record
+/// never loses the rest. Keeps the newest `MAX_HISTORY_EVENTS`, long texts cut.
+pub fn read_saved_state(bytes: &[u8]) -> Result<(Vec<Event>, ImportReport)> {
+    let raw_events = saved_events(bytes)?;
+    let mut report = ImportReport::default();
+    let mut events = Vec::with_capacity(raw_events.len().min(MAX_HISTORY_EVENTS * 4));
+    for (index, raw) in raw_events.iter().enumerate() {
+        let record = format!("events[{index}]");
+        let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+        let parsed = crate::records::deserialize_named::<Event, _>(&mut deserializer, &record)
+            .and_then(|event| event.validate(&record).map(|()| event));
+        match parsed {
+            Ok(mut event) => {
+                event.cut_long_text();
+                events.push(event);
+            }
+            Err(e) => report.dropped.push(e.to_string()),
+        }
+    }
+    keep_newest(&mut events, MAX_HISTORY_EVENTS);
+    report.events = events.len();
+    Ok((events, report))
 }
 
 /// The raw events of a saved state, migrated from older layouts.

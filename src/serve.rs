@@ -253,7 +253,29 @@ pub fn serve(root: PathBuf, catalog: StoreCatalog, port: u16, mounts: &[Mount]) 
 
 #[cfg(test)]
 mod tests {
-    use super::Mount;
+    use super::{Mount, StoreCatalog, MAX_QUERY_BYTES};
+    use crate::records::Candidate;
+
+    #[test]
+    fn long_search_queries_are_refused_before_any_matching() {
+        let item = Candidate {
+            id: "1".into(),
+            title: "Alien (1979)".into(),
+            description: None,
+            categories: vec!["Horror".into()],
+            price: None,
+            score: None,
+            vector: None,
+        };
+        let catalog = StoreCatalog {
+            items: vec![item],
+            popularity: vec![1.0],
+        };
+        let long = format!("search:{}", "alien ".repeat(MAX_QUERY_BYTES / 6 + 1));
+        let err = catalog.candidates(&long, 10).unwrap_err().to_string();
+        assert!(err.contains("the limit is 256"), "{err}");
+        assert_eq!(catalog.candidates("search:ALIEN", 10).unwrap().len(), 1);
+    }
 
     #[test]
     fn mounts_parse_prefix_and_folder_and_refuse_bad_prefixes() {

@@ -20,28 +20,28 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
-fn catalog_json() -> String {
-    std::fs::read_to_string(root().join("tests/fixtures/catalog.json")).unwrap()
+const VIEW: &str = r#"{"kind": "view", "at": 1700000000000, "item": {"id": "run-1", "title": "Trail running shoes"}}"#;
+
+/// `localrank rank` over the fixture catalog for a history file with `history` as its text.
+fn rank_command(test: &str, history: &str) -> Command {
+    let dir = scratch(test);
+    std::fs::write(dir.join("history.jsonl"), history).unwrap();
+    let catalog = std::fs::read_to_string(root().join("tests/fixtures/catalog.json")).unwrap();
+    std::fs::write(dir.join("candidates.json"), catalog).unwrap();
+    let mut command = localrank();
+    command
+        .args(["rank", "--model"])
+        .arg(model_path("q8_0"))
+        .arg("--history")
+        .arg(dir.join("history.jsonl"))
+        .arg("--candidates")
+        .arg(dir.join("candidates.json"));
+    command
 }
 
 #[test]
 fn rank_into_a_pipe_closed_early_exits_quietly() {
-    let dir = scratch("pipe");
-    let history = dir.join("history.jsonl");
-    std::fs::write(
-        &history,
-        r#"{"kind": "view", "at": 1700000000000, "item": {"id": "run-1", "title": "Trail running shoes"}}"#,
-    )
-    .unwrap();
-    let candidates = dir.join("candidates.json");
-    std::fs::write(&candidates, catalog_json()).unwrap();
-    let mut child = localrank()
-        .args(["rank", "--model"])
-        .arg(model_path("q8_0"))
-        .arg("--history")
-        .arg(&history)
-        .arg("--candidates")
-        .arg(&candidates)
+    let mut child = rank_command("pipe", VIEW)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -57,23 +57,8 @@ fn rank_into_a_pipe_closed_early_exits_quietly() {
 
 #[test]
 fn rank_names_the_history_line_counting_blank_lines() {
-    let dir = scratch("lines");
-    let history = dir.join("history.jsonl");
-    let good = r#"{"kind": "view", "at": 1700000000000, "item": {"id": "run-1", "title": "Trail running shoes"}}"#;
-    std::fs::write(
-        &history,
-        format!("{good}\n\n{good}\n{{\"kind\": \"cart\", \"at\": 1, \"item\": {{\"id\": \"x\", \"title\": 7}}}}\n"),
-    )
-    .unwrap();
-    let candidates = dir.join("candidates.json");
-    std::fs::write(&candidates, catalog_json()).unwrap();
-    let output = localrank()
-        .args(["rank", "--model"])
-        .arg(model_path("q8_0"))
-        .arg("--history")
-        .arg(&history)
-        .arg("--candidates")
-        .arg(&candidates)
+    let bad = r#"{"kind": "cart", "at": 1, "item": {"id": "x", "title": 7}}"#;
+    let output = rank_command("lines", &format!("{VIEW}\n\n{VIEW}\n{bad}\n"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

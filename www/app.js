@@ -133,7 +133,9 @@ function openProduct(item) {
   record("view", item);
 }
 
+/** Shows a message to the shopper (the latest one), and keeps every one in the console. */
 function showWarning(message) {
+  console.warn(`localrank store: ${message}`);
   $("warning").textContent = message;
   $("warning").classList.remove("hidden");
 }
