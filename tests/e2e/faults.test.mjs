@@ -6,57 +6,17 @@ import { test } from "node:test";
 import { rmSync } from "node:fs";
 import assert from "node:assert/strict";
 import {
-  BASE, useStoreServer, shopper, newProfile, loadStore, recommendedIds, recommendedRow, openCategory, openProduct, dataDialogLines, assertUsable, serverTop,
+  BASE, useStoreServer, shopper, newProfile, readSavedHistory, writeSavedHistory, waitForSaved, loadStore, recommendedIds, recommendedRow, openCategory, openProduct, dataDialogLines, assertUsable, serverTop,
 } from "./harness.mjs";
 
 useStoreServer();
-
-/** Replaces the saved history's bytes in IndexedDB, as a crash, a bad extension or a newer version might. */
-function writeSavedHistory(page, text) {
-  return page.evaluate(
-    (text) =>
-      new Promise((resolve, reject) => {
-        const open = indexedDB.open("localrank");
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const tx = open.result.transaction("state", "readwrite");
-          tx.objectStore("state").put(new TextEncoder().encode(text), "history");
-          tx.oncomplete = () => {
-            open.result.close();
-            resolve();
-          };
-          tx.onerror = () => reject(tx.error);
-        };
-      }),
-    text,
-  );
-}
-
-/** The saved history as stored (parsed), read straight from IndexedDB. */
-function readSavedHistory(page) {
-  return page.evaluate(
-    () =>
-      new Promise((resolve, reject) => {
-        const open = indexedDB.open("localrank");
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const get = open.result.transaction("state").objectStore("state").get("history");
-          get.onsuccess = () => {
-            open.result.close();
-            resolve(get.result ? JSON.parse(new TextDecoder().decode(get.result)) : null);
-          };
-          get.onerror = () => reject(get.error);
-        };
-      }),
-  );
-}
 
 test("a saved history that cannot be read is kept aside, the shopper starts empty, and can export or erase it", async () => {
   const { page, close } = await shopper();
   await loadStore(page);
   await openCategory(page, "Horror");
   await openProduct(page, 0);
-  assert.equal((await dataDialogLines(page)).length, 1);
+  await waitForSaved(page, 1);
   for (const [kind, text] of [["truncated", '{"version": 1, "events": [{"kind": "vi'], ["newer", '{"version": 99, "events": []}']]) {
     await writeSavedHistory(page, text);
     await loadStore(page); // not locked out: the recommender starts
@@ -85,7 +45,7 @@ test("one unreadable event in a saved history is left out; the others are kept",
   await openCategory(page, "Horror");
   const first = await openProduct(page, 0);
   await openProduct(page, 1);
-  const saved = await readSavedHistory(page);
+  const saved = await waitForSaved(page, 2);
   saved.events.splice(1, 0, { kind: "view", at: "yesterday" });
   await writeSavedHistory(page, JSON.stringify(saved));
   await loadStore(page);
@@ -159,7 +119,7 @@ test("a full storage quota refuses the new event with a message and keeps everyt
   await loadStore(first.page);
   await openCategory(first.page, "Horror");
   const saved = [await openProduct(first.page, 0), await openProduct(first.page, 1)];
-  assert.equal((await dataDialogLines(first.page)).length, 2);
+  await waitForSaved(first.page, 2);
   await first.close();
 
   // The same shopper comes back with the site's storage full. Chromium applies a quota override
@@ -187,7 +147,8 @@ test("a page killed in the middle of a write loses nothing that was saved before
   await loadStore(page);
   await openCategory(page, "Horror");
   const saved = [await openProduct(page, 0), await openProduct(page, 1)];
-  assert.equal((await dataDialogLines(page)).length, 2, "both writes completed");
+  await waitForSaved(page, 2); // both writes completed
+
   // Start a third write and kill the renderer at once, before it can complete.
   const card = page.locator("#grid .card").nth(2);
   const third = await card.getAttribute("data-id");

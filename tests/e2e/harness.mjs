@@ -121,3 +121,56 @@ export async function assertUsable(page, category = "Comedy") {
   await openProduct(page, 0);
   assert.equal(await page.locator("#product").getAttribute("open"), null, "the product dialog closed");
 }
+
+/** Replaces the saved history's bytes in IndexedDB, as a crash, a bad extension or a newer version might. */
+export function writeSavedHistory(page, text) {
+  return page.evaluate(
+    (text) =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open("localrank");
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const tx = open.result.transaction("state", "readwrite");
+          tx.objectStore("state").put(new TextEncoder().encode(text), "history");
+          tx.oncomplete = () => {
+            open.result.close();
+            resolve();
+          };
+          tx.onerror = () => reject(tx.error);
+        };
+      }),
+    text,
+  );
+}
+
+/** The saved history as stored (parsed), read straight from IndexedDB. */
+export function readSavedHistory(page) {
+  return page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open("localrank");
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const get = open.result.transaction("state").objectStore("state").get("history");
+          get.onsuccess = () => {
+            open.result.close();
+            resolve(get.result ? JSON.parse(new TextDecoder().decode(get.result)) : null);
+          };
+          get.onerror = () => reject(get.error);
+        };
+      }),
+  );
+}
+
+/**
+ * Waits until the saved history (on disk, not the worker's memory) holds `count` events: a
+ * recorded event is written after the page moves on, and a reload must not race that write.
+ */
+export async function waitForSaved(page, count) {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const saved = await readSavedHistory(page);
+    if (saved && saved.events.length >= count) return saved;
+    await page.waitForTimeout(50);
+  }
+  throw new Error(`the saved history never reached ${count} events`);
+}

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  ARTIFACTS, BASE, useStoreServer, shopper, loadStore, recommendedIds, recommendedCards, recommendedRow, serverTop, openCategory, openProduct, dataDialogLines,
+  ARTIFACTS, BASE, waitForSaved, useStoreServer, shopper, loadStore, recommendedIds, recommendedCards, recommendedRow, serverTop, openCategory, openProduct, dataDialogLines,
 } from "./harness.mjs";
 
 useStoreServer();
@@ -41,6 +41,7 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   assert.ok(horror.length >= before + 2, `same-genre items moved up: ${JSON.stringify(after)}`);
   assert.ok(horror.some((c) => viewed.some((title) => c.reason === `because you viewed ${title}`)), "a matching reason names a viewed product");
   await page.screenshot({ path: join(ARTIFACTS, "store.png"), fullPage: true });
+  await waitForSaved(page, 3);
 
   // Second visit: history from IndexedDB, model from the Cache API (no model download).
   const modelFetches = () => requests.filter((r) => r.url.endsWith(".gguf")).length;
@@ -79,6 +80,7 @@ test("no request, nor how many or when, depends on the shopper's history; nothin
       viewedIds.push(await openProduct(page, 5, "#not-interested"));
       await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("because you viewed")), null, { timeout: 60_000 });
       assert.equal((await dataDialogLines(page)).length, 8, "4 views, a view and a cart, a view and a dismissal");
+      await waitForSaved(page, 8);
     } else {
       await page.waitForTimeout(2_000);
     }
