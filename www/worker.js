@@ -82,18 +82,34 @@ async function loadModelBytes(modelUrl, entry) {
   }
 }
 
+// Set when a saved copy that could not be read could not be set aside either: saving now would
+// overwrite it, so nothing is saved until the shopper erases (or the next visit sets it aside).
+let savingBlocked = null;
+// Changes to the stored history run one after another: a failed save restores exactly the state
+// before its own change (never undoing a later one), and an erase cannot be overtaken by the
+// save of an event recorded before it.
+let changes = Promise.resolve();
+function serially(task) {
+  const run = changes.then(task);
+  changes = run.catch(() => {});
+  return run;
+}
+
 // Applies `change` to the recommender and saves the result; if the save fails, restores the
 // history as it was before `change` and throws an error a shopper can read.
-async function changeAndSave(change) {
-  const before = recommender.exportState();
-  const result = change();
-  try {
-    await saveHistory(recommender.exportState());
-  } catch (error) {
-    recommender.importState(before);
-    throw new Error(`could not save your history on this device: ${storageProblem(error)}. Nothing was changed.`);
-  }
-  return result;
+function changeAndSave(change) {
+  return serially(async () => {
+    if (savingBlocked) throw new Error(savingBlocked);
+    const before = recommender.exportState();
+    const result = change();
+    try {
+      await saveHistory(recommender.exportState());
+    } catch (error) {
+      recommender.importState(before);
+      throw new Error(`could not save your history on this device: ${storageProblem(error)}. Nothing was changed.`);
+    }
+    return result;
+  });
 }
 
 // Restores the saved history. A copy that cannot be read (corrupt, truncated, from a newer
@@ -122,7 +138,8 @@ async function restoreHistory() {
     if (recommender.history().length > 0) await saveHistory(recommender.exportState());
     post({ type: "warning", message: `${problem}. The unreadable copy is kept: see "Your data on this device" to export or erase it.` });
   } catch (error) {
-    post({ type: "warning", message: `${problem}. It could not be set aside (${storageProblem(error)}), so it stays where it was.` });
+    savingBlocked = `could not save your history on this device: a saved copy that could not be read is still there and was not overwritten (${storageProblem(error)}). Erase your data on this device to start again.`;
+    post({ type: "warning", message: `${problem}. It could not be set aside (${storageProblem(error)}), so it stays where it was and nothing new is saved until you erase it.` });
   }
 }
 
@@ -149,13 +166,16 @@ const methods = {
   forget(itemId) {
     return changeAndSave(() => recommender.forget(itemId));
   },
-  async clear() {
-    try {
-      await eraseAll();
-    } catch (error) {
-      throw new Error(`could not erase the history on this device: ${storageProblem(error)}`);
-    }
-    recommender.clear();
+  clear() {
+    return serially(async () => {
+      try {
+        await eraseAll();
+      } catch (error) {
+        throw new Error(`could not erase the history on this device: ${storageProblem(error)}`);
+      }
+      recommender.clear();
+      savingBlocked = null;
+    });
   },
   exportHistory() {
     return new TextDecoder().decode(recommender.exportState());

@@ -142,6 +142,38 @@ test("a full storage quota refuses the new event with a message and keeps everyt
   rmSync(profile, { recursive: true, force: true });
 });
 
+test("an unreadable saved copy that cannot be set aside (full quota) is never overwritten", async () => {
+  const profile = newProfile();
+  const first = await shopper({ profile });
+  await loadStore(first.page);
+  await openCategory(first.page, "Horror");
+  await openProduct(first.page, 0);
+  await waitForSaved(first.page, 1);
+  const garbage = '{"version": 1, "events": [{"kind": "view", "at": 17';
+  await writeSavedHistory(first.page, garbage);
+  await first.close();
+
+  const { context, page, close } = await shopper({ profile });
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Storage.overrideQuotaForOrigin", { origin: BASE, quotaSize: 1 });
+  await loadStore(page);
+  assert.match(await page.textContent("#warning"), /could not be set aside.*nothing new is saved until you erase it/);
+  await openCategory(page, "Horror");
+  await openProduct(page, 1);
+  await page.waitForFunction(() => document.getElementById("warning").textContent.includes("was not overwritten"));
+  const stored = await page.evaluate(() => new Promise((resolve) => {
+    const open = indexedDB.open("localrank");
+    open.onsuccess = () => {
+      const get = open.result.transaction("state").objectStore("state").get("history");
+      get.onsuccess = () => resolve(new TextDecoder().decode(get.result));
+    };
+  }));
+  assert.equal(stored, garbage, "the unreadable copy is still there, byte for byte");
+  await assertUsable(page);
+  await close();
+  rmSync(profile, { recursive: true, force: true });
+});
+
 test("a page killed in the middle of a write loses nothing that was saved before it", async () => {
   const { context, page, close } = await shopper({ expectedFailures: [] });
   await loadStore(page);
