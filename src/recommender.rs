@@ -169,16 +169,9 @@ impl Recommender {
         for (index, event) in history.iter().enumerate() {
             event.validate(&format!("history[{index}]"))?;
         }
-        let newest;
-        let history = if history.len() > MAX_HISTORY_EVENTS {
-            let mut kept = history.to_vec();
-            keep_newest(&mut kept, MAX_HISTORY_EVENTS);
-            newest = kept;
-            &newest[..]
-        } else {
-            history
-        };
-        let history: Vec<&Event> = without_dismissed_interest(history);
+        let mut newest: Vec<&Event> = history.iter().collect();
+        keep_newest(&mut newest, MAX_HISTORY_EVENTS);
+        let history = without_dismissed_interest(&newest);
         if !now_ms.is_finite() {
             return Err(Error::invalid(
                 "now",
@@ -244,7 +237,7 @@ fn unit_collaborative(candidate: &Candidate) -> Option<Vec<f32>> {
 /// The events that speak for the shopper's taste: a product's view, cart or purchase recorded
 /// at or before the shopper dismissed it no longer counts as interest ("not interested"
 /// overrides having opened it). Later positive events count again (they changed their mind).
-fn without_dismissed_interest(history: &[Event]) -> Vec<&Event> {
+fn without_dismissed_interest<'a>(history: &[&'a Event]) -> Vec<&'a Event> {
     let mut dismissed_at: std::collections::HashMap<&str, f64> = Default::default();
     for event in history.iter().filter(|e| e.kind == EventKind::Dismiss) {
         if let Some(id) = event.item_id() {
@@ -254,6 +247,7 @@ fn without_dismissed_interest(history: &[Event]) -> Vec<&Event> {
     }
     history
         .iter()
+        .copied()
         .filter(|event| {
             event.kind == EventKind::Dismiss
                 || event
@@ -289,8 +283,7 @@ pub fn read_saved_state(bytes: &[u8]) -> Result<(Vec<Event>, ImportReport)> {
     let mut events = Vec::with_capacity(raw_events.len().min(MAX_HISTORY_EVENTS * 4));
     for (index, raw) in raw_events.iter().enumerate() {
         let record = format!("events[{index}]");
-        let mut deserializer = serde_json::Deserializer::from_str(raw.get());
-        let parsed = crate::records::deserialize_named::<Event, _>(&mut deserializer, &record)
+        let parsed = crate::records::parse_json_record::<Event>(raw.get(), &record)
             .and_then(|event| event.validate(&record).map(|()| event));
         match parsed {
             Ok(mut event) => {

@@ -399,44 +399,25 @@ pub fn split_json_array<'a>(
         .map_err(|e| Error::invalid(name, format!("is not a JSON array: {e}")))
 }
 
-/// Parses JSON Lines (one record a line, blank lines skipped); errors name the line (counting
-/// blank ones) and the field.
-pub fn parse_json_lines<T: serde::de::DeserializeOwned>(text: &str, name: &str) -> Result<Vec<T>> {
-    numbered_json_lines(text, name)?
-        .into_iter()
-        .map(|(_, record)| Ok(record))
-        .collect()
-}
-
-/// Like `parse_json_lines`, with each record's line number (from 1).
-pub fn numbered_json_lines<T: serde::de::DeserializeOwned>(
-    text: &str,
-    name: &str,
-) -> Result<Vec<(usize, T)>> {
+/// A history file (JSON Lines of events, blank lines skipped), each event parsed and validated;
+/// errors name the file's own line (blank ones counted) and the field.
+pub fn parse_history_lines(text: &str, name: &str) -> Result<Vec<Event>> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(index, line)| {
             let record = format!("{name} line {}", index + 1);
-            parse_json_record(line, &record).map(|value| (index + 1, value))
-        })
-        .collect()
-}
-
-/// A history file (JSON Lines of events), each event validated and named by its line.
-pub fn parse_history_lines(text: &str, name: &str) -> Result<Vec<Event>> {
-    numbered_json_lines::<Event>(text, name)?
-        .into_iter()
-        .map(|(line, event)| {
-            event.validate(&format!("{name} line {line}"))?;
+            let event: Event = parse_json_record(line, &record)?;
+            event.validate(&record)?;
             Ok(event)
         })
         .collect()
 }
 
 /// The newest `cap` events, in their original order (ties in `at`: the later recorded stays).
-/// One pass to find the cut-off (selection, not sorting) and one to keep: linear time.
-pub fn keep_newest(events: &mut Vec<Event>, cap: usize) {
+/// One pass to find the cut-off (selection, not sorting) and one to keep: linear time. Works on
+/// owned events and on references to them.
+pub fn keep_newest<E: std::borrow::Borrow<Event>>(events: &mut Vec<E>, cap: usize) {
     if events.len() <= cap {
         return;
     }
@@ -447,13 +428,13 @@ pub fn keep_newest(events: &mut Vec<Event>, cap: usize) {
     let mut keys: Vec<(f64, usize)> = events
         .iter()
         .enumerate()
-        .map(|(index, e)| (e.at, index))
+        .map(|(index, e)| (e.borrow().at, index))
         .collect();
     let newest_first = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1));
     let (_, &mut threshold, _) = keys.select_nth_unstable_by(cap - 1, newest_first);
     let mut index = 0;
     events.retain(|e| {
-        let keep = newest_first(&(e.at, index), &threshold).is_le();
+        let keep = newest_first(&(e.borrow().at, index), &threshold).is_le();
         index += 1;
         keep
     });
