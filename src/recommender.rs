@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{EmbeddingCache, DEFAULT_CAPACITY};
 use crate::error::{Error, Result};
 use crate::model::Embedder;
-use crate::profile::{age_weight, kind_weight, normalise, Profile, ProfileEntry};
+use crate::ranking::profile::{age_weight, kind_weight, normalise, Profile, ProfileEntry};
+use crate::ranking::rerank::{rerank, CandidateInput};
 use crate::records::{
     keep_newest, validate_candidates, Candidate, Event, EventKind, Options, Ranked,
 };
-use crate::rerank::{rerank, CandidateInput};
 
 /// The history keeps at most this many events; recording more drops the oldest. Ranking reads
 /// at most this many (the newest), whatever the caller passes.

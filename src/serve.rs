@@ -18,8 +18,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::catalog::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::dataset::Dataset;
 use crate::records::Candidate;
 
 /// Strict CSP: scripts and connections only to this origin; wasm compilation allowed.
@@ -51,14 +51,14 @@ impl StoreCatalog {
                 .iter()
                 .map(|u| u.events.iter().map(|&(i, _)| i).collect())
                 .collect();
-            let popularity = crate::eval::baselines::popularity(&training, dataset.items.len());
+            let popularity = crate::catalog::popularity(&training, dataset.items.len());
             return Ok(StoreCatalog {
                 items: dataset.items,
                 popularity,
             });
         }
-        let mut report = crate::eval::dataset::LoadReport::default();
-        let items = crate::eval::dataset::load_items(items_path, &mut report)?;
+        let mut report = crate::catalog::LoadReport::default();
+        let items = crate::catalog::load_items(items_path, &mut report)?;
         for line in report.lines() {
             eprintln!("localrank store: catalog: {line}");
         }

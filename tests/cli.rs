@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::*;
-use localrank::eval::dataset::Dataset;
+use localrank::catalog::Dataset;
 
 fn localrank() -> Command {
     Command::new(env!("CARGO_BIN_EXE_localrank"))

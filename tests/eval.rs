@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use common::*;
-use localrank::eval::dataset::Dataset;
+use localrank::catalog::Dataset;
 use localrank::eval::protocol::{
     build_tasks, read_candidates_file, training_part, ProtocolConfig, Setting,
 };

@@ -6,19 +6,9 @@ use std::collections::HashMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::dataset::ItemIx;
+pub use crate::catalog::popularity;
+use crate::catalog::ItemIx;
 use crate::records::Candidate;
-
-/// Interaction counts over the training part: what a server knows without personal data.
-pub fn popularity(training: &[Vec<ItemIx>], item_count: usize) -> Vec<f64> {
-    let mut counts = vec![0.0; item_count];
-    for events in training {
-        for &item in events {
-            counts[item] += 1.0;
-        }
-    }
-    counts
-}
 
 /// Okapi BM25 (k1 1.2, b 0.75) of candidate titles against the history's titles as the query.
 pub struct Bm25 {
@@ -273,7 +263,7 @@ mod tests {
             });
         }
         let vectors = collaborative_vectors(&training, 6, 2, 7);
-        let cos = |a: &[f32], b: &[f32]| crate::profile::cosine(a, b);
+        let cos = |a: &[f32], b: &[f32]| crate::ranking::vector::cosine(a, b);
         assert!(cos(&vectors[0], &vectors[1]) > 0.9);
         // Centred, disjoint tastes point apart.
         assert!(cos(&vectors[0], &vectors[4]) < -0.5);

@@ -3,7 +3,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::dataset::ItemIx;
+use crate::catalog::ItemIx;
 use crate::records::Candidate;
 
 /// Metrics of one ranking with one target.

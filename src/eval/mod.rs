@@ -3,7 +3,6 @@
 //! same `Recommender::rerank_for` the browser runs.
 
 pub mod baselines;
-pub mod dataset;
 pub mod metrics;
 pub mod protocol;
 pub mod report;
@@ -15,12 +14,12 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::catalog::{Dataset, ItemIx};
 use crate::error::Result;
 use crate::model::Embedder;
 use crate::recommender::Recommender;
 use crate::records::{Candidate, Event, EventKind, Options};
 use baselines::{Bm25, ItemKnn};
-use dataset::{Dataset, ItemIx};
 use protocol::{build_tasks, training_part, ProtocolConfig, Setting, Task};
 pub use report::Report;
 

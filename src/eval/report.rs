@@ -7,10 +7,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::dataset::{ItemIx, LoadReport};
 use super::metrics::{bootstrap_interval, mean, multi_target, single_target};
 use super::protocol::{Setting, Task};
 use super::{Coverage, MetricTable};
+use crate::catalog::{ItemIx, LoadReport};
 use crate::error::{Error, Result};
 use crate::records::Candidate;
 

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use localrank::eval::dataset::Dataset;
+use localrank::catalog::Dataset;
 use localrank::eval::protocol::ProtocolConfig;
 use localrank::eval::{evaluate, EvalConfig};
 use localrank::model::convert::{convert_to_file, ConvertOptions};

@@ -1,4 +1,5 @@
-//! The generic evaluation format any shop's export can be written in: `items.jsonl`
+//! A store's catalog and interaction log, as the demo server, training and the evaluation read
+//! them. The generic format any shop's export can be written in: `items.jsonl`
 //! (`{"id", "title", "description"?, "categories"?}`) and `events.csv` (header
 //! `user_id,item_id,timestamp`, more columns allowed; timestamps in seconds).
 //!
@@ -223,4 +224,15 @@ fn load_events(
 fn natural_key(id: &str) -> (u64, String) {
     id.parse::<u64>()
         .map_or((u64::MAX, id.to_string()), |n| (n, String::new()))
+}
+
+/// Interaction counts over the training part: what a server knows without personal data.
+pub fn popularity(training: &[Vec<ItemIx>], item_count: usize) -> Vec<f64> {
+    let mut counts = vec![0.0; item_count];
+    for events in training {
+        for &item in events {
+            counts[item] += 1.0;
+        }
+    }
+    counts
 }

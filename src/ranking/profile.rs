@@ -174,24 +174,7 @@ fn add_scaled(sum: &mut [f32], vector: &[f32], scale: f32) {
     }
 }
 
-pub fn normalise(vector: &mut [f32]) {
-    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        vector.iter_mut().for_each(|x| *x /= norm);
-    }
-}
-
-pub use crate::model::ops::dot;
-
-/// Cosine similarity; 0 for a zero vector.
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let norms = dot(a, a).sqrt() * dot(b, b).sqrt();
-    if norms > 0.0 {
-        dot(a, b) / norms
-    } else {
-        0.0
-    }
-}
+pub use super::vector::{cosine, dot, normalise};
 
 #[cfg(test)]
 mod tests {

@@ -9,8 +9,9 @@
 //! - Without history the output is exactly the server's order. Everything is deterministic:
 //!   ties keep the server's order.
 
+use super::profile::{Profile, ProfileEntry};
+use super::vector::{cosine, dot, unit};
 use crate::cache::Vector;
-use crate::profile::{cosine, dot, Profile, ProfileEntry};
 use crate::records::{Candidate, EventKind, Options, Ranked, Reason, ReasonKind};
 
 /// A history item must be at least this similar to a candidate to be named as its reason.
@@ -319,7 +320,7 @@ fn diversify(
     let mut picked = Vec::with_capacity(window + tail.len());
     let mut max_similarity = vec![0.0f64; inputs.len()];
     // Unit copies of the text vectors: one dot per pair below, not three (the norms).
-    let unit: Vec<Vec<f32>> = inputs.iter().map(|c| unit_vector(&c.text)).collect();
+    let unit: Vec<Vec<f32>> = inputs.iter().map(|c| unit(&c.text)).collect();
     let mut unserved = vec![1.0f64; coverage.shares.len()];
     while !remaining.is_empty() {
         let marginal = |i: usize| {
@@ -347,11 +348,4 @@ fn diversify(
     }
     picked.extend(tail);
     picked
-}
-
-/// `v / |v|`, or zeros for a zero vector (so its similarity to anything is 0, as `cosine` says).
-fn unit_vector(v: &[f32]) -> Vec<f32> {
-    let norm = dot(v, v).sqrt();
-    let inverse = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-    v.iter().map(|x| x * inverse).collect()
 }
