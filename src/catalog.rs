@@ -45,7 +45,7 @@ pub struct LoadReport {
 impl LoadReport {
     const EXAMPLES: usize = 5;
 
-    fn note(&mut self, reason: &str, example: impl FnOnce() -> String) {
+    pub(crate) fn note(&mut self, reason: &str, example: impl FnOnce() -> String) {
         *self.counts.entry(reason.to_string()).or_default() += 1;
         if self.examples.len() < Self::EXAMPLES {
             self.examples.push(example());

@@ -9,6 +9,11 @@ pub enum Error {
     #[error("model file: {0}")]
     Model(String),
 
+    /// The store's sequence-encoder bytes are not an encoder this crate can run (ranking falls
+    /// back to text only).
+    #[error("encoder file: {0}")]
+    Encoder(String),
+
     /// A record (candidate, event, options) from outside failed validation. `record` names it,
     /// e.g. `candidates[17].id`.
     #[error("{record}: {problem}")]

@@ -18,6 +18,8 @@ pub mod recommender;
 pub mod records;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

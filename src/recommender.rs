@@ -6,11 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{EmbeddingCache, DEFAULT_CAPACITY};
+use crate::cache::{EmbeddingCache, Vector, DEFAULT_CAPACITY};
 use crate::error::{Error, Result};
 use crate::model::Embedder;
 use crate::ranking::profile::{age_weight, kind_weight, normalise, Profile, ProfileEntry};
 use crate::ranking::rerank::{rerank, CandidateInput};
+use crate::ranking::sequence::{kind_index, SequenceEncoder, Step};
 use crate::records::{
     keep_newest, validate_candidates, Candidate, Event, EventKind, Options, Ranked,
 };
@@ -28,6 +29,8 @@ pub struct Recommender {
     history: Vec<Event>,
     cache: EmbeddingCache,
     options: Options,
+    /// The store's trained sequence encoder, when the page gave one.
+    encoder: Option<SequenceEncoder>,
 }
 
 /// What `export_state` writes: plain JSON, so the shopper's copy is readable.
@@ -54,7 +57,33 @@ impl Recommender {
             history: Vec::new(),
             cache: EmbeddingCache::new(DEFAULT_CAPACITY),
             options,
+            encoder: None,
         })
+    }
+
+    /// Uses the store's sequence encoder (the bytes of a `localrank train` file) from the next
+    /// ranking on. A file that is corrupt, or trained on another language model, is refused with
+    /// the reason, and ranking stays as it was (text only, or the encoder loaded before).
+    pub fn set_encoder(&mut self, bytes: &[u8]) -> Result<()> {
+        let encoder = SequenceEncoder::from_bytes(bytes)?;
+        encoder.check_text_model(&self.embedder.probe_vector()?)?;
+        self.encoder = Some(encoder);
+        Ok(())
+    }
+
+    /// Ranks by text alone again.
+    pub fn clear_encoder(&mut self) {
+        self.encoder = None;
+    }
+
+    pub fn encoder(&self) -> Option<&SequenceEncoder> {
+        self.encoder.as_ref()
+    }
+
+    /// The (cached) MiniLM vectors of products' texts, embedding what is not cached.
+    pub fn text_vectors(&mut self, candidates: &[Candidate]) -> Result<Vec<Vector>> {
+        let texts: Vec<String> = candidates.iter().map(Candidate::embedding_text).collect();
+        self.cache.embed(&self.embedder, &texts)
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -149,7 +178,8 @@ impl Recommender {
         options: Option<&Options>,
         now_ms: f64,
     ) -> Result<(Vec<Ranked>, Vec<String>)> {
-        let admitted = crate::records::admit_candidates(parsed);
+        let vector_len = self.encoder.as_ref().map(SequenceEncoder::dim);
+        let admitted = crate::records::admit_candidates(parsed, vector_len);
         let ranked = self.rerank(&admitted.candidates, options, now_ms)?;
         Ok((ranked, admitted.dropped))
     }
@@ -187,7 +217,7 @@ impl Recommender {
         let (candidate_vectors, history_vectors) = vectors.split_at(candidates.len());
         let entries = history
             .iter()
-            .zip(history_vectors)
+            .zip(history_vectors.iter())
             .map(|(event, text)| ProfileEntry {
                 kind: event.kind,
                 weight: kind_weight(event.kind)
@@ -199,16 +229,106 @@ impl Recommender {
             })
             .collect();
         let profile = Profile::build(entries);
+        let store = match &self.encoder {
+            Some(encoder) => Some(store_relevance(
+                encoder,
+                &history,
+                history_vectors,
+                candidates,
+                candidate_vectors,
+                now_ms,
+            )?),
+            None => None,
+        };
         let inputs: Vec<CandidateInput> = candidates
             .iter()
             .zip(candidate_vectors)
-            .map(|(candidate, text)| CandidateInput {
+            .enumerate()
+            .map(|(index, (candidate, text))| CandidateInput {
                 candidate,
                 text: text.clone(),
-                collaborative: unit_collaborative(candidate),
+                // With an encoder, `vector` is the store's sequence vector, not a collaborative
+                // one: it is read through the encoder only.
+                collaborative: if store.is_some() {
+                    None
+                } else {
+                    unit_collaborative(candidate)
+                },
+                store: store.as_ref().and_then(|s| s[index]),
             })
             .collect();
         Ok(rerank(&profile, &inputs, &options))
+    }
+}
+
+/// The encoder's relevance of each candidate, 0..1 within the list (`None` for all when the
+/// history has nothing the encoder reads). Products and searches without a store vector of the
+/// encoder's width are placed by the projection of their text.
+fn store_relevance(
+    encoder: &SequenceEncoder,
+    history: &[&Event],
+    history_text: &[Vector],
+    candidates: &[Candidate],
+    candidate_text: &[Vector],
+    now_ms: f64,
+) -> Result<Vec<Option<f64>>> {
+    for (index, candidate) in candidates.iter().enumerate() {
+        check_store_vector(encoder, candidate, &format!("candidates[{index}]"))?;
+    }
+    let vector_of = |item: Option<&Candidate>, text: &Vector| -> Result<Vec<f32>> {
+        match item.and_then(|c| c.vector.as_ref()) {
+            Some(vector) if vector.len() == encoder.dim() => Ok(vector.clone()),
+            _ => encoder.project_one(text),
+        }
+    };
+    let mut steps = Vec::new();
+    let mut step_vectors = Vec::new();
+    let mut ordered: Vec<(&Event, &Vector)> = history.iter().copied().zip(history_text).collect();
+    ordered.sort_by(|a, b| a.0.at.total_cmp(&b.0.at));
+    for (index, (event, text)) in ordered.into_iter().enumerate() {
+        let Some(kind) = kind_index(event.kind) else {
+            continue;
+        };
+        if let Some(item) = &event.item {
+            check_store_vector(encoder, item, &format!("history[{index}].item"))?;
+        }
+        let item = (event.kind != EventKind::Search)
+            .then_some(event.item.as_ref())
+            .flatten();
+        step_vectors.push(vector_of(item, text)?);
+        steps.push(Step {
+            kind,
+            at_seconds: event.at / 1000.0,
+        });
+    }
+    let views: Vec<&[f32]> = step_vectors.iter().map(Vec::as_slice).collect();
+    let Some(query) = encoder.user_query(&views, &steps, now_ms / 1000.0)? else {
+        return Ok(vec![None; candidates.len()]);
+    };
+    let scores: Vec<f64> = candidates
+        .iter()
+        .zip(candidate_text)
+        .map(|(c, text)| Ok(crate::ranking::vector::dot(&query, &vector_of(Some(c), text)?) as f64))
+        .collect::<Result<_>>()?;
+    Ok(crate::ranking::rerank::standardised(&scores)
+        .into_iter()
+        .map(Some)
+        .collect())
+}
+
+/// A store vector must have the encoder's width: a wrong one is named, never silently skipped.
+fn check_store_vector(encoder: &SequenceEncoder, item: &Candidate, record: &str) -> Result<()> {
+    match &item.vector {
+        Some(vector) if vector.len() != encoder.dim() => Err(Error::invalid(
+            format!("{record}.vector"),
+            format!(
+                "has {} numbers, the store's encoder reads {}: attach the vectors from the \
+                 same `localrank train` run as the encoder",
+                vector.len(),
+                encoder.dim()
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

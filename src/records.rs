@@ -20,7 +20,7 @@ pub const MAX_TITLE_BYTES: usize = 2048;
 pub const MAX_DESCRIPTION_BYTES: usize = 4096;
 
 /// A product the store's server proposes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
     pub id: String,
@@ -34,8 +34,9 @@ pub struct Candidate {
     /// The server's own score, higher is better. Without it the list order is the preference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
-    /// A collaborative item vector the store publishes for every product (aggregate, not
-    /// personal): what people buy together, beside what the text says the product is.
+    /// The vector the store publishes for every product (aggregate, not personal). With the
+    /// store's sequence encoder loaded, it is the product vector from the same `localrank train`
+    /// run (its width); without one, a collaborative vector (what people buy together).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
 }
@@ -450,13 +451,14 @@ pub struct Admitted {
 
 /// Admits what can be ranked from a list of parsed-or-failed candidates, for a client that must
 /// rank the rest rather than fail: records that do not parse or validate are dropped, a repeated
-/// id is merged into its first occurrence, a collaborative vector of another length than the
-/// first one is dropped from its product, and past `MAX_CANDIDATES` the rest are left out. Long
+/// id is merged into its first occurrence, a vector of another length than `vector_len` (the
+/// store encoder's width) or, without one, than the first vector is dropped from its product
+/// (which is then placed by its text), and past `MAX_CANDIDATES` the rest are left out. Long
 /// titles are cut. The core's `validate_candidates` stays strict; this is the page's policy.
-pub fn admit_candidates(parsed: Vec<Result<Candidate>>) -> Admitted {
+pub fn admit_candidates(parsed: Vec<Result<Candidate>>, vector_len: Option<usize>) -> Admitted {
     let mut admitted = Admitted::default();
     let mut first_seen: std::collections::HashMap<String, usize> = Default::default();
-    let mut vector_len = None;
+    let mut vector_len = vector_len;
     let total = parsed.len();
     for (index, candidate) in parsed.into_iter().enumerate() {
         if admitted.candidates.len() == MAX_CANDIDATES {
@@ -486,8 +488,7 @@ pub fn admit_candidates(parsed: Vec<Result<Candidate>>) -> Admitted {
             let expected = *vector_len.get_or_insert(vector.len());
             if vector.len() != expected {
                 admitted.dropped.push(format!(
-                    "{record}.vector: has {} numbers, other candidates have {expected}; ranked \
-                     without it",
+                    "{record}.vector: has {} numbers, expected {expected}; ranked without it",
                     vector.len()
                 ));
                 candidate.vector = None;

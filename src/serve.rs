@@ -1,6 +1,8 @@
 //! The demo store's server (native only): static files for the page, the wasm package and the
 //! model, and the store's own candidate lists. It takes no user data at all: `/api/candidates`
-//! answers from the catalog and aggregate popularity, the same for every shopper.
+//! answers from the catalog and aggregate popularity, the same for every shopper. With a store
+//! model (`--store-model DIR`), every product record carries its vector and the encoder is served
+//! at /store/encoder.gguf (checksum in /store/train.json): the same files for every shopper.
 //!
 //! axum + tower-http do the HTTP (static files with the right MIME types, gzip, headers); this
 //! module only decides what to answer and which headers every response carries.
@@ -35,6 +37,8 @@ pub const MAX_QUERY_BYTES: usize = 256;
 pub struct StoreCatalog {
     items: Vec<Candidate>,
     popularity: Vec<f64>,
+    /// The store's trained sequence model (`localrank train --out DIR`), served at /store.
+    store_model: Option<PathBuf>,
 }
 
 impl StoreCatalog {
@@ -55,6 +59,7 @@ impl StoreCatalog {
             return Ok(StoreCatalog {
                 items: dataset.items,
                 popularity,
+                store_model: None,
             });
         }
         let mut report = crate::catalog::LoadReport::default();
@@ -63,7 +68,42 @@ impl StoreCatalog {
             eprintln!("localrank store: catalog: {line}");
         }
         let popularity = (0..items.len()).map(|i| (items.len() - i) as f64).collect();
-        Ok(StoreCatalog { items, popularity })
+        Ok(StoreCatalog {
+            items,
+            popularity,
+            store_model: None,
+        })
+    }
+
+    /// Attaches the store model's product vectors (DIR/item-vectors.jsonl) to the catalog's
+    /// products, and serves DIR's encoder at /store. Returns how many products got a vector.
+    /// Unreadable lines are skipped and counted, as in the catalog.
+    pub fn attach_store_model(&mut self, dir: &Path) -> Result<usize> {
+        let encoder = dir.join(crate::train::ENCODER_FILE);
+        if !encoder.is_file() {
+            return Err(Error::invalid(
+                dir.display().to_string(),
+                format!(
+                    "has no {}: make it with `localrank train --out {}`",
+                    crate::train::ENCODER_FILE,
+                    dir.display()
+                ),
+            ));
+        }
+        let (mut vectors, report) =
+            crate::train::read_item_vectors(&dir.join(crate::train::VECTORS_FILE))?;
+        for line in report.lines() {
+            eprintln!("localrank store: vectors: {line}");
+        }
+        let mut attached = 0;
+        for item in &mut self.items {
+            if let Some(vector) = vectors.remove(&item.id) {
+                item.vector = Some(vector);
+                attached += 1;
+            }
+        }
+        self.store_model = Some(dir.to_path_buf());
+        Ok(attached)
     }
 
     /// The store's list for a page slot: `home` (popular), `category:NAME`, `search:QUERY`.
@@ -155,6 +195,17 @@ async fn candidates(
     }
 }
 
+/// Where the store's sequence encoder is published (the same for every shopper), or nulls.
+async fn store_model_urls(State(catalog): State<std::sync::Arc<StoreCatalog>>) -> Response {
+    let published = catalog.store_model.is_some();
+    let url = |file: &str| published.then(|| format!("/store/{file}"));
+    Json(serde_json::json!({
+        "encoderUrl": url(crate::train::ENCODER_FILE),
+        "encoderManifestUrl": url(crate::train::SUMMARY_FILE),
+    }))
+    .into_response()
+}
+
 async fn categories(State(catalog): State<std::sync::Arc<StoreCatalog>>) -> Json<Vec<String>> {
     Json(catalog.categories())
 }
@@ -211,12 +262,17 @@ pub fn router(root: &Path, catalog: StoreCatalog, mounts: &[Mount]) -> Router {
     // The model is incompressible and its Content-Length drives the page's progress bar.
     let compress =
         SizeAbove::new(1024).and(NotForContentType::const_new("application/octet-stream"));
+    let store_model = catalog.store_model.clone();
     let mut app = Router::new()
         .route("/api/candidates", get(candidates))
         .route("/api/categories", get(categories))
+        .route("/api/store-model", get(store_model_urls))
         .with_state(std::sync::Arc::new(catalog))
         .nest_service("/pkg", static_dir("pkg"))
         .nest_service("/models", static_dir("models"));
+    if let Some(dir) = &store_model {
+        app = app.nest_service("/store", ServeDir::new(dir));
+    }
     for mount in mounts {
         app = app.nest_service(&mount.prefix, ServeDir::new(root.join(&mount.dir)));
     }
@@ -270,6 +326,7 @@ mod tests {
         let catalog = StoreCatalog {
             items: vec![item],
             popularity: vec![1.0],
+            store_model: None,
         };
         let long = format!("search:{}", "alien ".repeat(MAX_QUERY_BYTES / 6 + 1));
         let err = catalog.candidates(&long, 10).unwrap_err().to_string();

@@ -76,7 +76,9 @@ export interface Candidate {
   categories?: string[];
   price?: number;
   score?: number;
-  /** The store's collaborative item vector (aggregate, not personal). */
+  /** The store's vector for this product (aggregate, not personal): with the store's encoder
+   *  loaded (`setEncoder`), the product vector from the same `localrank train` run; without,
+   *  a collaborative vector. */
   vector?: number[];
 }
 export type EventKind = "view" | "cart" | "purchase" | "search" | "dismiss";
@@ -182,6 +184,26 @@ impl JsRecommender {
         let embedder = crate::Embedder::from_bytes(model_bytes).map_err(js_error)?;
         let inner = crate::Recommender::new(embedder, options).map_err(js_error)?;
         Ok(JsRecommender { inner })
+    }
+
+    /// Uses the store's sequence encoder (the bytes of `localrank train`'s encoder.gguf) from
+    /// the next ranking on. A corrupt file, or one trained on another language model, throws
+    /// with the reason and ranking stays text-only: the page should warn and carry on.
+    #[wasm_bindgen(js_name = setEncoder)]
+    pub fn set_encoder(&mut self, encoder_bytes: &[u8]) -> Result<(), JsError> {
+        self.inner.set_encoder(encoder_bytes).map_err(js_error)
+    }
+
+    /// Ranks by text alone again.
+    #[wasm_bindgen(js_name = clearEncoder)]
+    pub fn clear_encoder(&mut self) {
+        self.inner.clear_encoder();
+    }
+
+    /// The width of the store's product vectors, or 0 without an encoder.
+    #[wasm_bindgen(getter, js_name = encoderDim)]
+    pub fn encoder_dim(&self) -> usize {
+        self.inner.encoder().map_or(0, |e| e.dim())
     }
 
     /// Adds an event to the history (the oldest go beyond 1000). Invalid events are refused and

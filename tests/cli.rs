@@ -127,3 +127,146 @@ fn a_catalog_with_quirks_loads_what_it_can_and_counts_the_rest() {
         data.report.examples
     );
 }
+
+/// A tiny store: the fixture catalog as items.jsonl, and `users` shoppers who each view the
+/// catalog's products in a fixed rotation, a minute apart.
+fn tiny_store(test: &str, users: usize) -> std::path::PathBuf {
+    let dir = scratch(test);
+    let catalog: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/catalog.json")).unwrap(),
+    )
+    .unwrap();
+    let items: String = catalog.iter().map(|c| format!("{c}\n")).collect();
+    std::fs::write(dir.join("items.jsonl"), items).unwrap();
+    let mut events = String::from("user_id,item_id,timestamp\n");
+    for user in 0..users {
+        for step in 0..8 {
+            let item = &catalog[(user + step) % catalog.len()]["id"];
+            events.push_str(&format!(
+                "u{user},{},{}\n",
+                item.as_str().unwrap(),
+                1_000_000 + 60 * step
+            ));
+        }
+    }
+    std::fs::write(dir.join("events.csv"), events).unwrap();
+    dir
+}
+
+fn train_into(dir: &std::path::Path, out: &str) -> std::process::Output {
+    localrank()
+        .args([
+            "train",
+            "--epochs",
+            "2",
+            "--dim",
+            "16",
+            "--max-len",
+            "6",
+            "--items",
+        ])
+        .arg(dir.join("items.jsonl"))
+        .arg("--events")
+        .arg(dir.join("events.csv"))
+        .arg("--out")
+        .arg(dir.join(out))
+        .arg("--model")
+        .arg(model_path("q8_0"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn train_writes_a_deterministic_encoder_and_vectors_a_recommender_loads() {
+    let dir = tiny_store("train", 12);
+    let first = train_into(&dir, "a");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains("epoch 2/2 loss"),
+        "loss per epoch: {stderr}"
+    );
+    assert!(train_into(&dir, "b").status.success());
+    let encoder = std::fs::read(dir.join("a/encoder.gguf")).unwrap();
+    assert_eq!(
+        encoder,
+        std::fs::read(dir.join("b/encoder.gguf")).unwrap(),
+        "same seed, same bytes"
+    );
+    assert!(encoder.len() < 1_000_000, "{} bytes", encoder.len());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("a/train.json")).unwrap()).unwrap();
+    assert_eq!(summary["epoch_losses"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["encoder"]["dim"], 16);
+    let (vectors, report) =
+        localrank::train::read_item_vectors(&dir.join("a/item-vectors.jsonl")).unwrap();
+    assert!(report.is_empty());
+    let catalog_len = std::fs::read_to_string(dir.join("items.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(vectors.len(), catalog_len);
+    assert!(vectors
+        .values()
+        .all(|v| v.len() == 16 && v.iter().all(|x| x.is_finite())));
+    // The page's side: the recommender takes the encoder and ranks with the vectors attached.
+    let mut recommender = localrank::Recommender::new(
+        localrank::Embedder::from_path(&model_path("q8_0")).unwrap(),
+        None,
+    )
+    .unwrap();
+    recommender.set_encoder(&encoder).unwrap();
+    let catalog: Vec<localrank::Candidate> = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/catalog.json")).unwrap(),
+    )
+    .unwrap();
+    let with_vectors: Vec<localrank::Candidate> = catalog
+        .iter()
+        .map(|c| localrank::Candidate {
+            vector: vectors.get(&c.id).cloned(),
+            ..c.clone()
+        })
+        .collect();
+    let history = vec![localrank::Event {
+        kind: localrank::EventKind::View,
+        at: 1.7e12,
+        item: Some(with_vectors[0].clone()),
+        query: None,
+    }];
+    let ranked = recommender
+        .rerank_for(&history, &with_vectors, None, 1.7e12)
+        .unwrap();
+    assert_eq!(ranked.len(), with_vectors.len());
+    // Vectors of another run's width are named, never silently misread.
+    let mut wrong = with_vectors.clone();
+    wrong[3].vector = Some(vec![0.1; 8]);
+    let err = recommender
+        .rerank_for(&history, &wrong, None, 1.7e12)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("candidates[3].vector") && err.contains("16"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_refuses_logs_with_no_sequence_and_names_why() {
+    let dir = tiny_store("train-empty", 0);
+    std::fs::write(
+        dir.join("events.csv"),
+        "user_id,item_id,timestamp\nu1,run-1,5\n",
+    )
+    .unwrap();
+    let output = train_into(&dir, "out");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no user has two training events"),
+        "{stderr}"
+    );
+}

@@ -13,7 +13,8 @@ use localrank::catalog::Dataset;
 use localrank::eval::protocol::{
     build_tasks, read_candidates_file, training_part, ProtocolConfig, Setting,
 };
-use localrank::eval::{evaluate, EvalConfig};
+use localrank::eval::{evaluate, store_training_sequences, EvalConfig};
+use localrank::train::TrainConfig;
 use localrank::Options;
 
 fn ml_100k() -> &'static Dataset {
@@ -180,6 +181,12 @@ fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
         protocol: config(150),
         models: vec![model_path("q8_0")],
         options: Options::default(),
+        cold_items: 0.0,
+        // A few epochs: enough to check the protocol and the ordering below, not the full run.
+        train: TrainConfig {
+            epochs: 4,
+            ..TrainConfig::default()
+        },
     };
     let report = evaluate(ds, &config, &|_, _, _| {}).unwrap();
     println!("{}", report.table());
@@ -191,6 +198,8 @@ fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
         "localrank-similarity",
         "localrank",
         "localrank-hybrid",
+        "sequential",
+        "localrank-store",
     ];
     let metrics = [
         "ndcg@1",
@@ -234,6 +243,8 @@ fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
         "localrank",
         "localrank-hybrid",
         "localrank-similarity",
+        "sequential",
+        "localrank-store",
     ] {
         assert!(
             ndcg10(learned) > ndcg10("random") + 0.05,
@@ -242,6 +253,13 @@ fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
             ndcg10("random")
         );
     }
+    // The store-trained model beats the traditional server-side recommender.
+    assert!(
+        ndcg10("localrank-store") > ndcg10("item-knn"),
+        "localrank-store {} vs item-knn {}",
+        ndcg10("localrank-store"),
+        ndcg10("item-knn")
+    );
     let dir = std::env::temp_dir().join(format!("localrank-eval-{}", std::process::id()));
     report.write(&dir).unwrap();
     let json: serde_json::Value =
@@ -258,4 +276,18 @@ fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
         .unwrap()
         .starts_with("<svg"));
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn the_store_model_trains_on_no_held_out_event() {
+    let ds = ml_100k();
+    let sequences = store_training_sequences(ds);
+    let single = training_part(ds, Setting::Single.training_cut());
+    let multi = training_part(ds, Setting::Multi.training_cut());
+    for (user, trained) in sequences.iter().enumerate() {
+        let items: Vec<usize> = trained.iter().map(|&(i, _)| i).collect();
+        // A prefix of both settings' training parts: no target, no later event.
+        assert!(single[user].starts_with(&items) && multi[user].starts_with(&items));
+        assert_eq!(items.len(), ds.users[user].events.len().saturating_sub(5));
+    }
 }

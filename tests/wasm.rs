@@ -321,3 +321,62 @@ fn order_and_reasons(ranked: JsValue) -> Vec<String> {
 fn web_sys_log(line: &str) {
     wasm_bindgen_test::console_log!("{line}");
 }
+
+/// An untrained encoder made for the loaded MiniLM (its probe vector), as bytes: enough to test
+/// the boundary without a trained file. Ranking quality is the evaluation's job.
+fn untrained_encoder_bytes(dim: usize) -> Vec<u8> {
+    use localrank::ranking::sequence::{initial_weights, EncoderConfig, SequenceEncoder};
+    let probe = localrank::Embedder::from_bytes(MODEL)
+        .unwrap()
+        .probe_vector()
+        .unwrap();
+    let config = EncoderConfig::new(dim, 8, probe.len());
+    let weights = initial_weights(&config, 3).unwrap();
+    SequenceEncoder::new(
+        config,
+        weights,
+        "sentence-transformers/all-MiniLM-L6-v2".into(),
+        probe,
+    )
+    .unwrap()
+    .to_bytes()
+    .unwrap()
+}
+
+#[wasm_bindgen_test]
+fn the_store_encoder_loads_ranks_and_is_refused_when_bad() {
+    let mut rec = shopper_with_trail_views();
+    assert_eq!(rec.encoder_dim(), 0);
+    let bytes = untrained_encoder_bytes(16);
+    rec.set_encoder(&bytes).expect("encoder loads");
+    assert_eq!(rec.encoder_dim(), 16);
+    let ranked: js_sys::Array = rec
+        .rerank(js(CATALOG), JsValue::UNDEFINED)
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let catalog: Vec<serde_json::Value> = serde_json::from_str(CATALOG).unwrap();
+    assert_eq!(ranked.length() as usize, catalog.len());
+    // A product vector of the wrong width is named by record and field.
+    let mut wrong = catalog.clone();
+    wrong[2]["vector"] = serde_json::json!([0.5, 0.5]);
+    let err = message(
+        rec.rerank(
+            js(&serde_json::to_string(&wrong).unwrap()),
+            JsValue::UNDEFINED,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        err.contains("candidates[2].vector") && err.contains("16"),
+        "{err}"
+    );
+    // A corrupt encoder is refused with its reason; the loaded one stays.
+    let err = message(rec.set_encoder(&bytes[..bytes.len() / 3]).unwrap_err());
+    assert!(err.starts_with("encoder file:"), "{err}");
+    assert_eq!(rec.encoder_dim(), 16);
+    // Text only again: ranking still works.
+    rec.clear_encoder();
+    assert_eq!(rec.encoder_dim(), 0);
+    assert!(rec.rerank(js(CATALOG), JsValue::UNDEFINED).is_ok());
+}

@@ -284,17 +284,36 @@ async function showCategories() {
 }
 
 function onProgress({ phase, loaded, total }) {
+  if (phase === "encoder") {
+    $("status").textContent = `Loading the store's ranking model: ${(loaded / 1e3).toFixed(0)} of ${(total / 1e3).toFixed(0)} kB`;
+    return;
+  }
   if (phase !== "compile") document.body.dataset.modelBytes = loaded;
   $("progress").max = total || 1;
   $("progress").value = loaded;
   $("status").textContent = phase === "compile" ? "Starting the model…" : `Loading the model (${phase}): ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;
 }
 
+// Where the store publishes its trained ranking model, if it has one (the same answer for every
+// shopper). Without one, or if asking fails, ranking is by product text only.
+async function fetchStoreModel() {
+  try {
+    const response = await fetch("/api/store-model");
+    if (!response.ok) return {};
+    const { encoderUrl, encoderManifestUrl } = await response.json();
+    return encoderUrl ? { encoderUrl, encoderManifestUrl } : {};
+  } catch {
+    return {};
+  }
+}
+
 async function startRecommender() {
   try {
-    state.rec = await LocalRank.create({ modelUrl: MODEL_URL, onProgress, onWarning: showWarning });
+    const storeModel = await fetchStoreModel();
+    state.rec = await LocalRank.create({ modelUrl: MODEL_URL, ...storeModel, onProgress, onWarning: showWarning });
     $("progress").value = $("progress").max;
     $("status").textContent = "Ready: recommendations are computed on this device.";
+    document.body.dataset.encoder = state.rec.info.encoder ? "store" : "none";
     document.body.dataset.ready = "true";
     await showRecommended();
   } catch (error) {

@@ -39,15 +39,19 @@ export class LocalRank {
 
   /**
    * Starts the worker, loads the model (from the Cache API when it is there) and the saved history.
-   * onProgress({ phase: "download"|"cache"|"compile", loaded, total }) reports the model's bytes;
+   * onProgress({ phase: "download"|"cache"|"compile"|"encoder", loaded, total }) reports bytes;
    * onWarning(message) anything that went wrong but did not stop it.
+   * encoderUrl (optional): the store's sequence encoder (`localrank train`'s encoder.gguf), with
+   * its checksum in encoderManifestUrl (default: train.json beside it). If it cannot be used,
+   * onWarning says why and ranking is by text only. `info.encoder` is { sha256, dim } or null.
    */
-  static async create({ modelUrl, manifestUrl = "/models/manifest.json", workerUrl = "/worker.js", onProgress, onWarning } = {}) {
+  static async create({ modelUrl, manifestUrl = "/models/manifest.json", workerUrl = "/worker.js", encoderUrl, encoderManifestUrl, onProgress, onWarning } = {}) {
     if (!modelUrl) throw new Error("LocalRank.create needs a modelUrl");
     const worker = new Worker(workerUrl, { type: "module" });
     const rec = new LocalRank(worker, { onProgress, onWarning });
+    if (encoderUrl && !encoderManifestUrl) encoderManifestUrl = new URL("train.json", new URL(encoderUrl, location.href)).href;
     try {
-      rec.info = await rec.#call("init", { modelUrl, manifestUrl });
+      rec.info = await rec.#call("init", { modelUrl, manifestUrl, encoderUrl, encoderManifestUrl });
     } catch (error) {
       rec.terminate();
       throw error;

@@ -26,9 +26,9 @@ async function manifestEntry(manifestUrl, modelUrl) {
   return { modelId: manifest.model_id, ...entry };
 }
 
-async function download(url, expectedBytes) {
+async function download(url, expectedBytes, label, phase) {
   const response = await fetch(url, { cache: "no-store" });
-  if (!response.ok) throw new Error(`model ${url}: HTTP ${response.status}`);
+  if (!response.ok) throw new Error(`${label} ${url}: HTTP ${response.status}`);
   const total = Number(response.headers.get("content-length")) || expectedBytes;
   const reader = response.body.getReader();
   const chunks = [];
@@ -38,7 +38,7 @@ async function download(url, expectedBytes) {
     if (done) break;
     chunks.push(value);
     loaded += value.length;
-    post({ type: "progress", phase: "download", loaded, total });
+    post({ type: "progress", phase, loaded, total });
   }
   const bytes = new Uint8Array(loaded);
   let offset = 0;
@@ -50,8 +50,9 @@ async function download(url, expectedBytes) {
 }
 
 // Cached by model id and checksum: a new model version is a new key, and a cached copy whose
-// bytes no longer match its checksum is refused, deleted and fetched again.
-async function loadModelBytes(modelUrl, entry) {
+// bytes no longer match its checksum is refused, deleted and fetched again. `label` names the
+// file in messages ("model", "store encoder"); `phase` is the download's progress phase.
+async function loadModelBytes(modelUrl, entry, label = "model", phase = "download") {
   const cache = await caches.open(MODEL_CACHE);
   const key = `${new URL(modelUrl, self.location.href).pathname}?model=${encodeURIComponent(entry.modelId)}&sha256=${entry.sha256}`;
   const cached = await cache.match(key);
@@ -62,21 +63,21 @@ async function loadModelBytes(modelUrl, entry) {
       return bytes;
     }
     await cache.delete(key);
-    post({ type: "warning", message: "the cached model file is corrupt (checksum mismatch): fetching it again" });
+    post({ type: "warning", message: `the cached ${label} file is corrupt (checksum mismatch): fetching it again` });
   }
   for (let attempt = 1; ; attempt++) {
-    const bytes = await download(modelUrl, entry.bytes);
+    const bytes = await download(modelUrl, entry.bytes, label, phase);
     const actual = await sha256(bytes);
     if (actual === entry.sha256) {
       try {
         await cache.put(key, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
       } catch (error) {
         // A full quota must not stop the recommender: it only costs a download next visit.
-        post({ type: "warning", message: `the model could not be cached on this device (${error && error.name}); it will be downloaded again next visit` });
+        post({ type: "warning", message: `the ${label} could not be cached on this device (${error && error.name}); it will be downloaded again next visit` });
       }
       return bytes;
     }
-    const problem = `model file checksum mismatch: expected ${entry.sha256}, got ${actual}`;
+    const problem = `${label} file checksum mismatch: expected ${entry.sha256}, got ${actual}`;
     if (attempt >= 2) throw new Error(problem);
     post({ type: "warning", message: `${problem}: fetching it again` });
   }
@@ -143,15 +144,35 @@ async function restoreHistory() {
   }
 }
 
+// The store's sequence encoder: fetched with progress and checked against the checksum in its
+// train.json, cached like the model. Any failure (missing, corrupt, made for another model) is a
+// warning and ranking stays text-only: the store's encoder improves ranking, it never blocks it.
+async function loadEncoder(encoderUrl, encoderManifestUrl) {
+  try {
+    const response = await fetch(encoderManifestUrl, { cache: "no-cache" });
+    if (!response.ok) throw new Error(`${encoderManifestUrl}: HTTP ${response.status}`);
+    const summary = await response.json();
+    const entry = { modelId: summary.text_model_id, sha256: summary.encoder_sha256, bytes: summary.encoder_bytes };
+    if (typeof entry.sha256 !== "string") throw new Error(`${encoderManifestUrl} has no encoder_sha256`);
+    const bytes = await loadModelBytes(encoderUrl, entry, "store encoder", "encoder");
+    recommender.setEncoder(bytes);
+    return { sha256: entry.sha256, dim: recommender.encoderDim };
+  } catch (error) {
+    post({ type: "warning", message: `the store's ranking model could not be used (${error.message}); ranking by product text only` });
+    return null;
+  }
+}
+
 const methods = {
-  async init({ modelUrl, manifestUrl }) {
+  async init({ modelUrl, manifestUrl, encoderUrl, encoderManifestUrl }) {
     const entry = await manifestEntry(manifestUrl, modelUrl);
     const bytes = await loadModelBytes(modelUrl, entry);
     post({ type: "progress", phase: "compile", loaded: 0, total: 1 });
     await init();
     recommender = new Recommender(bytes);
+    const encoder = encoderUrl ? await loadEncoder(encoderUrl, encoderManifestUrl) : null;
     await restoreHistory();
-    return { modelId: entry.modelId, sha256: entry.sha256, events: recommender.history().length };
+    return { modelId: entry.modelId, sha256: entry.sha256, encoder, events: recommender.history().length };
   },
   record(event) {
     return changeAndSave(() => recommender.record(event));

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             .enumerate()
             .map(|(i, raw)| parse_json_record::<Candidate>(raw.get(), &format!("candidates[{i}]")))
             .collect();
-        let admitted = admit_candidates(parsed);
+        let admitted = admit_candidates(parsed, None);
         if let Err(e) = validate_candidates(&admitted.candidates) {
             panic!("the lenient path admitted what the strict one refuses: {e}");
         }

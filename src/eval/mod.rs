@@ -15,10 +15,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::catalog::{Dataset, ItemIx};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Embedder;
+use crate::ranking::sequence::{SequenceEncoder, Step};
 use crate::recommender::Recommender;
 use crate::records::{Candidate, Event, EventKind, Options};
+use crate::train::{TrainConfig, TrainingData};
 use baselines::{Bm25, ItemKnn};
 use protocol::{build_tasks, training_part, ProtocolConfig, Setting, Task};
 pub use report::Report;
@@ -32,6 +34,12 @@ pub struct EvalConfig {
     pub models: Vec<PathBuf>,
     /// Options for the `localrank` and `localrank-hybrid` rankers (default: the shipped ones).
     pub options: Options,
+    /// Share of the catalog held out of every training part (0 = none): the cold-product split.
+    /// Metrics then also cover the users whose target is one of these products.
+    pub cold_items: f64,
+    /// How the store's sequence encoder is trained (on the training part) for `sequential` and
+    /// `localrank-store`. The protocol's seed is used.
+    pub train: TrainConfig,
 }
 
 /// What a localrank ranker is given besides the text.
@@ -43,6 +51,8 @@ enum Variant {
     Default,
     /// The shipped defaults plus the store's collaborative vectors.
     Hybrid,
+    /// The shipped defaults with the store's trained sequence encoder and its product vectors.
+    Store,
 }
 
 enum Ranker {
@@ -50,7 +60,12 @@ enum Ranker {
     Popularity,
     Bm25,
     ItemKnn,
-    Localrank { model: usize, variant: Variant },
+    /// The store's sequence model run on the history as a server would (encoder score only).
+    Sequential,
+    Localrank {
+        model: usize,
+        variant: Variant,
+    },
 }
 
 /// Everything a setting's rankers may learn from its training part.
@@ -58,6 +73,14 @@ struct Trained {
     popularity: Vec<f64>,
     knn: ItemKnn,
     vectors: Vec<Vec<f32>>,
+}
+
+/// The store's sequence model, trained once on the strictest training part (every user's
+/// events before their last five), so it is leak-free for both settings.
+struct StoreModel {
+    encoder: SequenceEncoder,
+    encoder_bytes: Vec<u8>,
+    item_vectors: Vec<Vec<f32>>,
 }
 
 pub fn evaluate(
@@ -82,11 +105,19 @@ pub fn evaluate(
         })?;
         recommenders.push(recommender);
     }
+    let cold = cold_items(dataset, config.cold_items, config.protocol.seed)?;
+    let store = match recommenders.first_mut() {
+        Some(recommender) => Some(train_store(dataset, recommender, config, &cold, progress)?),
+        None => None,
+    };
     let rankers = ranker_list(recommenders.len());
     let names = ranker_names(&rankers, &recommenders);
     let bm25 = Bm25::new(&dataset.items);
     let mut report = Report::new(&dataset.name, &names);
     report.data_quality = dataset.report.clone();
+    if !cold.is_empty() {
+        report.hold_out_cold(config.cold_items, cold.clone());
+    }
     for setting in [Setting::Single, Setting::Multi] {
         let lists = if setting == Setting::Single {
             candidate_lists.as_ref()
@@ -94,7 +125,7 @@ pub fn evaluate(
             None
         };
         let tasks = build_tasks(dataset, setting, &config.protocol, lists)?;
-        let trained = train(dataset, setting, config.protocol.seed);
+        let trained = train(dataset, setting, config.protocol.seed, &cold);
         report.set_users(setting, tasks.len());
         for (ranker, name) in rankers.iter().zip(&names) {
             let label = format!(
@@ -106,12 +137,21 @@ pub fn evaluate(
                     "5 targets"
                 }
             );
+            if let Ranker::Localrank { model, variant } = ranker {
+                match (variant, &store) {
+                    (Variant::Store, Some(store)) => {
+                        recommenders[*model].set_encoder(&store.encoder_bytes)?
+                    }
+                    _ => recommenders[*model].clear_encoder(),
+                }
+            }
             for (done, task) in tasks.iter().enumerate() {
                 let ranking = rank(
                     ranker,
                     task,
                     dataset,
                     &trained,
+                    store.as_ref(),
                     &bm25,
                     &mut recommenders,
                     config,
@@ -134,10 +174,20 @@ fn ranker_list(models: usize) -> Vec<Ranker> {
         Ranker::Bm25,
         Ranker::ItemKnn,
     ];
+    if models > 0 {
+        rankers.push(Ranker::Sequential);
+    }
     for model in 0..models {
         for variant in [Variant::Similarity, Variant::Default, Variant::Hybrid] {
             rankers.push(Ranker::Localrank { model, variant });
         }
+    }
+    // The store's encoder is trained on the first model's text vectors.
+    if models > 0 {
+        rankers.push(Ranker::Localrank {
+            model: 0,
+            variant: Variant::Store,
+        });
     }
     rankers
 }
@@ -151,11 +201,13 @@ fn ranker_names(rankers: &[Ranker], recommenders: &[Recommender]) -> Vec<String>
             Ranker::Popularity => "popularity".into(),
             Ranker::Bm25 => "bm25".into(),
             Ranker::ItemKnn => "item-knn".into(),
+            Ranker::Sequential => "sequential".into(),
             Ranker::Localrank { model, variant } => {
                 let base = match variant {
                     Variant::Similarity => "localrank-similarity",
                     Variant::Default => "localrank",
                     Variant::Hybrid => "localrank-hybrid",
+                    Variant::Store => "localrank-store",
                 };
                 if *model == 0 {
                     base.into()
@@ -167,8 +219,11 @@ fn ranker_names(rankers: &[Ranker], recommenders: &[Recommender]) -> Vec<String>
         .collect()
 }
 
-fn train(dataset: &Dataset, setting: Setting, seed: u64) -> Trained {
-    let training = training_part(dataset, setting.training_cut());
+fn train(dataset: &Dataset, setting: Setting, seed: u64, cold: &HashSet<ItemIx>) -> Trained {
+    let mut training = training_part(dataset, setting.training_cut());
+    for events in &mut training {
+        events.retain(|item| !cold.contains(item));
+    }
     let items = dataset.items.len();
     Trained {
         popularity: baselines::popularity(&training, items),
@@ -189,6 +244,7 @@ fn rank(
     task: &Task,
     dataset: &Dataset,
     trained: &Trained,
+    store: Option<&StoreModel>,
     bm25: &Bm25,
     recommenders: &mut [Recommender],
     config: &EvalConfig,
@@ -205,12 +261,17 @@ fn rank(
         Ranker::Popularity => by_score(&task.candidates, |c| trained.popularity[c]),
         Ranker::Bm25 => by_score(&task.candidates, |c| bm25.score(&history, c)),
         Ranker::ItemKnn => by_score(&task.candidates, |c| trained.knn.score(&history, c)),
+        Ranker::Sequential => {
+            let store = store.ok_or_else(|| Error::Inference("no store model".into()))?;
+            sequential(store, task)?
+        }
         Ranker::Localrank { model, variant } => localrank(
             &mut recommenders[*model],
             *variant,
             task,
             dataset,
             trained,
+            store,
             &config.options,
         )?,
     })
@@ -222,12 +283,17 @@ fn localrank(
     task: &Task,
     dataset: &Dataset,
     trained: &Trained,
+    store: Option<&StoreModel>,
     options: &Options,
 ) -> Result<Vec<ItemIx>> {
     let with_vector = |item: ItemIx| {
         let mut candidate = dataset.items[item].clone();
-        if variant == Variant::Hybrid {
-            candidate.vector = Some(trained.vectors[item].clone());
+        match (variant, store) {
+            (Variant::Hybrid, _) => candidate.vector = Some(trained.vectors[item].clone()),
+            (Variant::Store, Some(store)) => {
+                candidate.vector = Some(store.item_vectors[item].clone())
+            }
+            _ => {}
         }
         candidate
     };
@@ -265,6 +331,101 @@ fn localrank(
         task.now as f64 * 1000.0,
     )?;
     Ok(ranked.iter().map(|r| dataset.index_of[&r.id]).collect())
+}
+
+/// The encoder's order: the query after the history against each candidate's store vector.
+fn sequential(store: &StoreModel, task: &Task) -> Result<Vec<ItemIx>> {
+    let vectors: Vec<&[f32]> = task
+        .history
+        .iter()
+        .map(|&(item, _)| store.item_vectors[item].as_slice())
+        .collect();
+    let steps: Vec<Step> = task
+        .history
+        .iter()
+        .map(|&(_, at)| Step {
+            kind: 0,
+            at_seconds: at as f64,
+        })
+        .collect();
+    let query = store
+        .encoder
+        .user_query(&vectors, &steps, task.now as f64)?
+        .unwrap_or_default();
+    Ok(by_score(&task.candidates, |c| {
+        crate::ranking::vector::dot(&query, &store.item_vectors[c]) as f64
+    }))
+}
+
+/// The cold-product split: `fraction` of the items that occur in events, chosen by the seed.
+fn cold_items(dataset: &Dataset, fraction: f64, seed: u64) -> Result<HashSet<ItemIx>> {
+    if !(0.0..1.0).contains(&fraction) {
+        return Err(Error::invalid(
+            "--cold-items",
+            format!("{fraction} is not a share in [0, 1)"),
+        ));
+    }
+    let mut items: Vec<ItemIx> = dataset.active_items();
+    items.sort_unstable();
+    items.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0xc01d));
+    let count = (items.len() as f64 * fraction).round() as usize;
+    Ok(items.into_iter().take(count).collect())
+}
+
+/// What the store's encoder is trained on: every user's events before their last
+/// `MULTI_TARGETS`, which is inside the training part of both settings.
+pub fn store_training_sequences(dataset: &Dataset) -> Vec<Vec<(ItemIx, i64)>> {
+    let cut = Setting::Multi
+        .training_cut()
+        .max(Setting::Single.training_cut());
+    dataset
+        .users
+        .iter()
+        .map(|u| u.events[..u.events.len().saturating_sub(cut)].to_vec())
+        .collect()
+}
+
+/// Trains the store's encoder on every user's events before their last `MULTI_TARGETS`
+/// (the stricter of the two training parts), on the first model's text vectors.
+fn train_store(
+    dataset: &Dataset,
+    recommender: &mut Recommender,
+    config: &EvalConfig,
+    cold: &HashSet<ItemIx>,
+    progress: &dyn Fn(&str, usize, usize),
+) -> Result<StoreModel> {
+    let text_vectors: Vec<Vec<f32>> = recommender
+        .text_vectors(&dataset.items)?
+        .iter()
+        .map(|v| v.to_vec())
+        .collect();
+    let mut sequences = store_training_sequences(dataset);
+    for events in &mut sequences {
+        events.retain(|(item, _)| !cold.contains(item));
+    }
+    let probe = recommender.embedder().probe_vector()?;
+    let data = TrainingData {
+        text_vectors: &text_vectors,
+        sequences: &sequences,
+        text_model_id: recommender.embedder().model_id(),
+        text_probe: &probe,
+    };
+    let train_config = TrainConfig {
+        seed: config.protocol.seed,
+        ..config.train.clone()
+    };
+    let trained = crate::train::train(&data, &train_config, &mut |p| {
+        progress(
+            &format!("training epoch {}/{} loss {:.3}", p.epoch, p.epochs, p.loss),
+            p.batch,
+            p.batches,
+        )
+    })?;
+    Ok(StoreModel {
+        encoder_bytes: trained.encoder.to_bytes()?,
+        encoder: trained.encoder,
+        item_vectors: trained.item_vectors,
+    })
 }
 
 /// The mean of each metric per ranker, as `metrics.json` holds it.

@@ -14,6 +14,20 @@ use crate::catalog::{ItemIx, LoadReport};
 use crate::error::{Error, Result};
 use crate::records::Candidate;
 
+/// The cold-product split's results (single-target setting).
+#[derive(Serialize, Default)]
+pub struct ColdReport {
+    /// Share of the catalog held out of every training part.
+    pub fraction: f64,
+    pub items: usize,
+    /// Users whose target is a held-out product.
+    pub users: usize,
+    /// Ranker -> NDCG@10 over those users.
+    #[serde(rename = "ndcg@10")]
+    pub ndcg10: BTreeMap<String, f64>,
+    pub intervals: BTreeMap<String, [f64; 2]>,
+}
+
 #[derive(Serialize)]
 pub struct Report {
     pub dataset: String,
@@ -26,6 +40,13 @@ pub struct Report {
     pub rankers: MetricTable,
     /// 95% bootstrap intervals of each mean, `[low, high]`.
     pub intervals: BTreeMap<String, BTreeMap<String, [f64; 2]>>,
+    /// With a cold-product split: NDCG@10 on the users whose target was held out of training.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_items: Option<ColdReport>,
+    #[serde(skip)]
+    cold_set: std::collections::HashSet<ItemIx>,
+    #[serde(skip)]
+    cold_per_user: BTreeMap<String, Vec<f64>>,
     #[serde(skip)]
     order: Vec<String>,
     #[serde(skip)]
@@ -43,10 +64,23 @@ impl Report {
             users_multi_target: 0,
             rankers: BTreeMap::new(),
             intervals: BTreeMap::new(),
+            cold_items: None,
+            cold_set: Default::default(),
+            cold_per_user: BTreeMap::new(),
             order: rankers.to_vec(),
             per_user: BTreeMap::new(),
             top10: BTreeMap::new(),
         }
+    }
+
+    /// Also reports the users whose target is in `cold` (held out of training).
+    pub fn hold_out_cold(&mut self, fraction: f64, cold: std::collections::HashSet<ItemIx>) {
+        self.cold_items = Some(ColdReport {
+            fraction,
+            items: cold.len(),
+            ..Default::default()
+        });
+        self.cold_set = cold;
     }
 
     pub fn set_users(&mut self, setting: Setting, users: usize) {
@@ -70,7 +104,15 @@ impl Report {
                     .entry(ranker.to_string())
                     .or_default()
                     .extend(ranking.iter().take(10));
-                single_target(ranking, task.targets[0], items)
+                let values = single_target(ranking, task.targets[0], items);
+                if self.cold_set.contains(&task.targets[0]) {
+                    let ndcg10 = values.iter().find(|(m, _)| *m == "ndcg@10").map(|v| v.1);
+                    self.cold_per_user
+                        .entry(ranker.to_string())
+                        .or_default()
+                        .extend(ndcg10);
+                }
+                values
             }
             Setting::Multi => multi_target(ranking, &task.targets),
         };
@@ -82,6 +124,14 @@ impl Report {
 
     /// Means, intervals and coverage (`catalog` = items that occur in any event).
     pub fn finish(&mut self, catalog: usize, seed: u64) {
+        if let Some(cold) = &mut self.cold_items {
+            for (ranker, values) in &self.cold_per_user {
+                cold.users = values.len();
+                cold.ndcg10.insert(ranker.clone(), mean(values));
+                let (low, high) = bootstrap_interval(values, seed);
+                cold.intervals.insert(ranker.clone(), [low, high]);
+            }
+        }
         for (ranker, metrics) in &self.per_user {
             let means = self.rankers.entry(ranker.clone()).or_default();
             let intervals = self.intervals.entry(ranker.clone()).or_default();
@@ -142,6 +192,26 @@ impl Report {
                 }
             }
             out.push('\n');
+        }
+        if let Some(cold) = &self.cold_items {
+            let _ = write!(
+                out,
+                "\nCold products: {} items ({:.0}% of those with events) held out of all training; \
+                 {} users whose target is one of them. NDCG@10 x100 with 95% CI:\n\n| ranker | N@10 |\n|---|---:|\n",
+                cold.items,
+                cold.fraction * 100.0,
+                cold.users
+            );
+            for ranker in self.order.iter().filter(|r| cold.ndcg10.contains_key(*r)) {
+                let [low, high] = cold.intervals[ranker];
+                let _ = writeln!(
+                    out,
+                    "| {ranker} | {:.2} [{:.1}, {:.1}] |",
+                    cold.ndcg10[ranker] * 100.0,
+                    low * 100.0,
+                    high * 100.0
+                );
+            }
         }
         out
     }

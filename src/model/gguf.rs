@@ -207,7 +207,7 @@ impl ModelFile {
         let weight_dtype = meta.string(keys::WEIGHT_DTYPE)?.to_string();
         let weights = parse_weight_dtype(&weight_dtype)
             .map_err(|_| Error::model(format!("weight dtype '{weight_dtype}' is not known")))?;
-        let probe_vector = meta.probe_vector(config.hidden_size)?;
+        let probe_vector = meta.unit_vector(keys::PROBE_VECTOR, config.hidden_size)?;
         // Before any tensor name is built: the counts the metadata states must match the file,
         // so a corrupt block count cannot make us build (or look up) billions of names.
         check_tensor_count(&content, &config)?;
@@ -278,7 +278,7 @@ fn short_name(model_id: &str) -> &str {
     model_id.rsplit('/').next().unwrap_or(model_id)
 }
 
-fn check_magic(bytes: &[u8]) -> Result<()> {
+pub(crate) fn check_magic(bytes: &[u8]) -> Result<()> {
     match bytes.get(..4) {
         None => Err(Error::model(format!(
             "only {} bytes: the download is truncated or empty",
@@ -308,7 +308,7 @@ pub fn storage_dtype(name: &str, rank: usize, weights: GgmlDType) -> GgmlDType {
 
 /// candle's reader divides by `general.alignment` without checking it (0 panics); our converter
 /// never writes the key, so it is read here first, by walking the metadata without allocating.
-fn check_alignment(bytes: &[u8]) -> Result<()> {
+pub(crate) fn check_alignment(bytes: &[u8]) -> Result<()> {
     match header_walk::find_u64(bytes, keys::ALIGNMENT) {
         Ok(None) => Ok(()),
         Ok(Some(alignment)) if alignment > 0 && alignment.is_power_of_two() => Ok(()),
@@ -340,7 +340,7 @@ fn check_tensor_count(content: &gguf_file::Content, config: &BertConfig) -> Resu
 
 /// Every tensor's bytes lie inside the file and no two overlap (a forged offset could make two
 /// tensors share bytes, which loads as garbage rather than failing).
-fn check_tensor_extents(content: &gguf_file::Content, file_len: usize) -> Result<()> {
+pub(crate) fn check_tensor_extents(content: &gguf_file::Content, file_len: usize) -> Result<()> {
     let mut extents = Vec::with_capacity(content.tensor_infos.len());
     for (name, info) in &content.tensor_infos {
         let elements = info
@@ -421,10 +421,10 @@ fn read_tensors(
 }
 
 /// Typed access to GGUF metadata with errors that name the key.
-struct Metadata<'a>(&'a HashMap<String, Value>);
+pub(crate) struct Metadata<'a>(pub(crate) &'a HashMap<String, Value>);
 
 impl Metadata<'_> {
-    fn get(&self, key: &str) -> Result<&Value> {
+    pub(crate) fn get(&self, key: &str) -> Result<&Value> {
         self.0.get(key).ok_or_else(|| {
             Error::model(format!(
                 "metadata '{key}' is missing: not a localrank model (convert it with `localrank convert`)"
@@ -432,7 +432,7 @@ impl Metadata<'_> {
         })
     }
 
-    fn string(&self, key: &str) -> Result<&str> {
+    pub(crate) fn string(&self, key: &str) -> Result<&str> {
         match self.get(key)? {
             Value::String(s) => Ok(s),
             other => Err(Error::model(format!(
@@ -441,19 +441,18 @@ impl Metadata<'_> {
         }
     }
 
-    fn u32(&self, key: &str) -> Result<u32> {
+    pub(crate) fn u32(&self, key: &str) -> Result<u32> {
         self.get(key)?
             .to_u32()
             .map_err(|_| Error::model(format!("metadata '{key}' should be a u32")))
     }
 
-    fn usize(&self, key: &str) -> Result<usize> {
+    pub(crate) fn usize(&self, key: &str) -> Result<usize> {
         self.u32(key).map(|v| v as usize)
     }
 
     /// The converter's probe vector, if the file has one: `dim` finite numbers of unit length.
-    fn probe_vector(&self, dim: usize) -> Result<Option<Vec<f32>>> {
-        let key = keys::PROBE_VECTOR;
+    pub(crate) fn unit_vector(&self, key: &str, dim: usize) -> Result<Option<Vec<f32>>> {
         let values = match self.0.get(key) {
             None => return Ok(None),
             Some(Value::Array(values)) => values,

@@ -84,6 +84,7 @@ impl Embedder {
     }
 
     /// Loads without the probe check: only for the converter, which is making the probe.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn from_bytes_unverified(bytes: &[u8]) -> Result<Self> {
         Self::load(bytes).map(|(embedder, _)| embedder)
     }
@@ -114,6 +115,12 @@ impl Embedder {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::io(format!("cannot read model {}", path.display()), e))?;
         Self::from_bytes(&bytes)
+    }
+
+    /// This model's vector of the probe sentence: what a sequence encoder trained on it keeps,
+    /// to refuse being run beside another model.
+    pub fn probe_vector(&self) -> Result<Vec<f32>> {
+        Ok(self.embed(&[gguf::PROBE_TEXT])?.data)
     }
 
     pub fn dim(&self) -> usize {

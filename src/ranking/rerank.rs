@@ -34,6 +34,30 @@ pub struct CandidateInput<'a> {
     pub text: Vector,
     /// Unit-length collaborative vector, where the candidate had one.
     pub collaborative: Option<Vec<f32>>,
+    /// The store's sequence encoder's relevance (0..1 within the list), when it ran.
+    pub store: Option<f64>,
+}
+
+/// With a store encoder, relevance is this much its score and the rest the text profile's.
+pub const STORE_WEIGHT: f64 = 0.8;
+
+/// Scores mapped to 0..1 within their list: the logistic of their z-score (all equal = 0.5).
+/// A list-relative scale, because the encoder's dot products have no absolute meaning.
+pub fn standardised(scores: &[f64]) -> Vec<f64> {
+    let n = scores.len().max(1) as f64;
+    let mean = scores.iter().sum::<f64>() / n;
+    let deviation = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
+    scores
+        .iter()
+        .map(|s| {
+            let z = if deviation > 0.0 {
+                (s - mean) / deviation
+            } else {
+                0.0
+            };
+            1.0 / (1.0 + (-z).exp())
+        })
+        .collect()
 }
 
 /// The server's preference in 0..1: its score min-max normalised (all equal = all 1), or, when
@@ -167,9 +191,13 @@ fn score_candidate(profile: &Profile, candidate: &CandidateInput) -> Scored {
         })
         .fold(0.0, f64::max);
     let text = nearest.map_or(0.0, |weighted| calibrate(0.5 * interest + 0.5 * weighted));
-    let relevance = match collaborative_relevance(profile, candidate, &recency) {
-        Some(collaborative) => 0.5 * text + 0.5 * collaborative,
-        None => text,
+    let relevance = match (
+        candidate.store,
+        collaborative_relevance(profile, candidate, &recency),
+    ) {
+        (Some(store), _) => STORE_WEIGHT * store + (1.0 - STORE_WEIGHT) * text,
+        (None, Some(collaborative)) => 0.5 * text + 0.5 * collaborative,
+        (None, None) => text,
     };
     // The reason names the most similar history item by text, whatever its weight: that is what
     // a shopper recognises in "because you viewed ...". Ties go to the heavier (earlier) entry.
@@ -348,4 +376,123 @@ fn diversify(
     }
     picked.extend(tail);
     picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn candidate(id: usize, score: f64) -> Candidate {
+        Candidate {
+            id: format!("p{id}"),
+            title: format!("product {id}"),
+            score: Some(score),
+            ..Default::default()
+        }
+    }
+
+    fn entry(kind: EventKind, text: &[f32], item: Option<usize>) -> ProfileEntry {
+        ProfileEntry {
+            kind,
+            weight: 1.0,
+            text: text.into(),
+            collaborative: None,
+            item_id: item.map(|i| format!("p{i}")),
+            label: String::new(),
+        }
+    }
+
+    fn ids(ranked: &[Ranked]) -> Vec<String> {
+        ranked.iter().map(|r| r.id.clone()).collect()
+    }
+
+    prop_compose! {
+        fn list()(rows in prop::collection::vec(
+            (prop::collection::vec(-1.0f32..1.0, 4), 0.0f64..100.0, prop::option::of(0.0f64..1.0)),
+            1..12,
+        )) -> Vec<(Vec<f32>, f64, Option<f64>)> { rows }
+    }
+
+    fn rank(
+        rows: &[(Vec<f32>, f64, Option<f64>)],
+        history: &[ProfileEntry],
+        options: &Options,
+    ) -> Vec<Ranked> {
+        let candidates: Vec<Candidate> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (_, score, _))| candidate(i, *score))
+            .collect();
+        let inputs: Vec<CandidateInput> = candidates
+            .iter()
+            .zip(rows)
+            .map(|(candidate, (text, _, store))| CandidateInput {
+                candidate,
+                text: text.as_slice().into(),
+                collaborative: None,
+                store: *store,
+            })
+            .collect();
+        rerank(&Profile::build(history.to_vec()), &inputs, options)
+    }
+
+    proptest! {
+        #[test]
+        fn empty_history_is_the_server_order(rows in list()) {
+            let ranked = rank(&rows, &[], &Options::default());
+            let mut expected: Vec<usize> = (0..rows.len()).collect();
+            expected.sort_by(|&a, &b| rows[b].1.total_cmp(&rows[a].1).then(a.cmp(&b)));
+            let expected: Vec<String> = expected.iter().map(|i| format!("p{i}")).collect();
+            prop_assert_eq!(ids(&ranked), expected);
+        }
+
+        #[test]
+        fn ranking_is_a_deterministic_permutation(rows in list(), liked in prop::collection::vec(-1.0f32..1.0, 4)) {
+            let history = [entry(EventKind::View, &liked, None)];
+            let first = rank(&rows, &history, &Options::default());
+            let second = rank(&rows, &history, &Options::default());
+            prop_assert_eq!(ids(&first), ids(&second));
+            let mut sorted = ids(&first);
+            sorted.sort();
+            let mut all: Vec<String> = (0..rows.len()).map(|i| format!("p{i}")).collect();
+            all.sort();
+            prop_assert_eq!(sorted, all);
+        }
+
+        #[test]
+        fn a_dismissed_product_does_not_move_up(rows in list(), liked in prop::collection::vec(-1.0f32..1.0, 4), pick in 0usize..12) {
+            let pick = pick % rows.len();
+            let before = [entry(EventKind::View, &liked, None)];
+            let mut after = before.to_vec();
+            after.push(entry(EventKind::Dismiss, &rows[pick].0, Some(pick)));
+            let position = |ranked: Vec<Ranked>| ranked.iter().position(|r| r.id == format!("p{pick}"));
+            let options = Options::default();
+            prop_assert!(position(rank(&rows, &after, &options)) >= position(rank(&rows, &before, &options)));
+        }
+
+        #[test]
+        fn a_higher_store_score_ranks_higher_all_else_equal(scores in prop::collection::vec(0.0f64..1.0, 2..10)) {
+            // Same text and server score for every candidate: only the encoder separates them.
+            let rows: Vec<(Vec<f32>, f64, Option<f64>)> =
+                scores.iter().map(|&s| (vec![1.0, 0.0, 0.0, 0.0], 1.0, Some(s))).collect();
+            let history = [entry(EventKind::View, &[1.0, 0.0, 0.0, 0.0], None)];
+            let options = Options { diversity: 0.0, ..Options::default() };
+            let ranked = rank(&rows, &history, &options);
+            let order: Vec<f64> = ranked
+                .iter()
+                .map(|r| scores[r.id[1..].parse::<usize>().unwrap()])
+                .collect();
+            prop_assert!(order.windows(2).all(|w| w[0] >= w[1]), "{:?}", order);
+        }
+    }
+
+    #[test]
+    fn standardised_scores_keep_order_within_zero_and_one() {
+        let s = standardised(&[3.0, -1.0, 0.5]);
+        assert!(s[0] > s[2] && s[2] > s[1]);
+        assert!(s.iter().all(|&x| x > 0.0 && x < 1.0));
+        assert_eq!(standardised(&[2.0, 2.0]), vec![0.5, 0.5]);
+        assert!(standardised(&[]).is_empty());
+    }
 }

@@ -17,12 +17,16 @@ export const ARTIFACTS = join(ROOT, "target", "e2e");
 const READY_TIMEOUT = 180_000;
 let server;
 
-/** Starts `localrank serve` for this test file and stops it after. */
-export function useStoreServer() {
+/**
+ * Starts `localrank serve` for this test file and stops it after. `storeModel`: a `localrank
+ * train` output folder to serve (vectors on products, the encoder at /store).
+ */
+export function useStoreServer({ storeModel } = {}) {
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     const binary = process.env.LOCALRANK_BIN || join(ROOT, "target/debug/localrank");
-    server = spawn(binary, ["serve", "--port", String(PORT)], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    const args = ["serve", "--port", String(PORT), ...(storeModel ? ["--store-model", storeModel] : [])];
+    server = spawn(binary, args, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
     await new Promise((resolve, reject) => {
       server.stderr.on("data", (chunk) => String(chunk).includes("localrank store: http") && resolve());
       server.on("exit", (code) => reject(new Error(`localrank serve exited with ${code}`)));

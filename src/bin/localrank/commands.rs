@@ -9,6 +9,7 @@ use localrank::eval::protocol::ProtocolConfig;
 use localrank::eval::{evaluate, EvalConfig};
 use localrank::model::convert::{convert_to_file, ConvertOptions};
 use localrank::records::{parse_history_lines, parse_json_array};
+use localrank::train::TrainConfig;
 use localrank::{Candidate, Embedder, Event, Options, Recommender};
 
 #[derive(Parser)]
@@ -93,6 +94,43 @@ enum Command {
         /// Options JSON for the localrank rankers (default: the shipped defaults).
         #[arg(long)]
         options: Option<String>,
+        /// Epochs of the store's sequence encoder (trained on the training part).
+        #[arg(long, default_value_t = TrainConfig::default().epochs)]
+        train_epochs: usize,
+        /// Width of the encoder and of the per-product vectors.
+        #[arg(long, default_value_t = TrainConfig::default().dim)]
+        train_dim: usize,
+        /// History steps the encoder reads.
+        #[arg(long, default_value_t = TrainConfig::default().max_len)]
+        train_max_len: usize,
+        /// Hold this share of the products out of all training (the cold-product split) and
+        /// also report NDCG@10 on the users whose target is one of them.
+        #[arg(long, default_value_t = 0.0)]
+        cold_items: f64,
+    },
+    /// Train the store's sequence encoder on its logs: writes DIR/encoder.gguf (what every
+    /// shopper's browser downloads), DIR/item-vectors.jsonl (one vector per product, for the
+    /// server to attach to product records) and DIR/train.json (settings, losses, checksum).
+    Train {
+        /// items.jsonl: {"id", "title", "description"?, "categories"?} per line.
+        #[arg(long)]
+        items: PathBuf,
+        /// events.csv: user_id,item_id,timestamp (seconds).
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = TrainConfig::default().dim)]
+        dim: usize,
+        #[arg(long, default_value_t = TrainConfig::default().max_len)]
+        max_len: usize,
+        #[arg(long, default_value_t = TrainConfig::default().epochs)]
+        epochs: usize,
+        #[arg(long, default_value_t = TrainConfig::default().seed)]
+        seed: u64,
+        /// The MiniLM model whose text vectors the encoder reads (the one the page loads).
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
     },
     /// Serve the demo store: www/, pkg/, models/ and the store's candidate API.
     Serve {
@@ -104,6 +142,10 @@ enum Command {
         /// Also serve a folder under a URL prefix: `--mount /bench/ort=bench/node_modules/onnxruntime-web/dist`.
         #[arg(long = "mount", value_name = "PREFIX=DIR")]
         mounts: Vec<localrank::serve::Mount>,
+        /// The store's sequence model (`localrank train --out DIR`): attach its product vectors
+        /// to every product record and serve its encoder at /store/encoder.gguf.
+        #[arg(long)]
+        store_model: Option<PathBuf>,
     },
     /// Native benchmark: load time, embedding throughput and re-rank latency per model file,
     /// as a table (never a pass/fail). `scripts/bench` adds the browser side.
@@ -147,13 +189,17 @@ pub fn run(cli: Cli) -> Result<(), String> {
             mut models,
             out,
             options,
+            train_epochs,
+            train_dim,
+            train_max_len,
+            cold_items,
         } => {
             let options: Options = match options {
                 Some(json) => serde_json::from_str(&json).map_err(|e| format!("--options: {e}"))?,
                 None => Options::default(),
             };
             if models.is_empty() {
-                models.push(PathBuf::from("models/all-MiniLM-L6-v2.q8_0.gguf"));
+                models.push(PathBuf::from(DEFAULT_MODEL));
             }
             let protocol = ProtocolConfig {
                 negatives,
@@ -169,23 +215,63 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     protocol,
                     models,
                     options,
+                    cold_items,
+                    train: TrainConfig {
+                        epochs: train_epochs,
+                        dim: train_dim,
+                        max_len: train_max_len,
+                        seed,
+                        ..TrainConfig::default()
+                    },
                 },
                 out.as_deref(),
             )
+        }
+        Command::Train {
+            items,
+            events,
+            out,
+            dim,
+            max_len,
+            epochs,
+            seed,
+            model,
+        } => {
+            let config = TrainConfig {
+                dim,
+                max_len,
+                epochs,
+                seed,
+                ..TrainConfig::default()
+            };
+            train(&items, &events, &out, &model, &config)
         }
         Command::Serve {
             port,
             catalog,
             mounts,
+            store_model,
         } => {
-            let catalog =
+            let mut catalog =
                 localrank::serve::StoreCatalog::load(&catalog).map_err(|e| e.to_string())?;
+            if let Some(dir) = store_model {
+                let attached = catalog
+                    .attach_store_model(&dir)
+                    .map_err(|e| e.to_string())?;
+                eprintln!(
+                    "localrank store: store model {}: vectors for {attached} products",
+                    dir.display()
+                );
+            }
             let root = std::env::current_dir().map_err(|e| e.to_string())?;
             localrank::serve::serve(root, catalog, port, &mounts).map_err(|e| e.to_string())
         }
         Command::Bench(args) => crate::bench::run(args),
     }
 }
+
+/// The model the page loads by default, as `python3 models/fetch.py` writes it.
+const DEFAULT_MODEL: &str = "models/all-MiniLM-L6-v2.q8_0.gguf";
 
 pub fn load_model(path: &std::path::Path) -> Result<Embedder, String> {
     Embedder::from_path(path).map_err(|e| format!("{}: {e}", path.display()))
@@ -340,6 +426,87 @@ fn demo(model: &std::path::Path, catalog: &std::path::Path) -> Result<(), String
     write_stdout(&out)
 }
 
+/// A progress bar with a message, for long work.
+fn progress_bar() -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    )
+}
+
+fn train(
+    items: &std::path::Path,
+    events: &std::path::Path,
+    out: &std::path::Path,
+    model: &std::path::Path,
+    config: &TrainConfig,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let dataset = Dataset::load(items, events).map_err(|e| e.to_string())?;
+    eprintln!(
+        "train: {} items, {} users, {} events",
+        dataset.items.len(),
+        dataset.users.len(),
+        dataset.users.iter().map(|u| u.events.len()).sum::<usize>()
+    );
+    for line in dataset.report.lines() {
+        eprintln!("train: data: {line}");
+    }
+    let embedder = load_model(model)?;
+    let bar = progress_bar();
+    bar.set_message("embedding product texts");
+    let texts: Vec<String> = dataset
+        .items
+        .iter()
+        .map(Candidate::embedding_text)
+        .collect();
+    let vectors = embedder
+        .embed_with_progress(&texts, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .map_err(|e| e.to_string())?;
+    let text_vectors: Vec<Vec<f32>> = vectors.rows().map(<[f32]>::to_vec).collect();
+    let sequences: Vec<Vec<(usize, i64)>> =
+        dataset.users.iter().map(|u| u.events.clone()).collect();
+    let probe = embedder.probe_vector().map_err(|e| e.to_string())?;
+    let data = localrank::train::TrainingData {
+        text_vectors: &text_vectors,
+        sequences: &sequences,
+        text_model_id: embedder.model_id(),
+        text_probe: &probe,
+    };
+    let trained = localrank::train::train(&data, config, &mut |p| {
+        if p.batch == 1 {
+            bar.set_length(p.batches as u64);
+        }
+        bar.set_message(format!("epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss));
+        bar.set_position(p.batch as u64);
+        if p.batch == p.batches {
+            let line = format!("train: epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss);
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = localrank::train::write_outputs(out, &trained, &dataset.items, config, seconds)
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "train: wrote {} ({} bytes, sha256 {}), {} and train.json in {seconds:.1} s",
+        out.join(localrank::train::ENCODER_FILE).display(),
+        summary.encoder_bytes,
+        summary.encoder_sha256,
+        localrank::train::VECTORS_FILE,
+    );
+    Ok(())
+}
+
 fn eval(
     items: &std::path::Path,
     events: &std::path::Path,
@@ -356,11 +523,7 @@ fn eval(
     for line in dataset.report.lines() {
         eprintln!("eval: data: {line}");
     }
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template("{msg:48} [{bar:30}] {pos}/{len} {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar();
     let progress = |label: &str, done: usize, total: usize| {
         if bar.message() != label {
             bar.set_message(label.to_string());

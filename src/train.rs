@@ -1,0 +1,515 @@
+//! Training the store's sequence encoder (native only): what `localrank train` and the
+//! evaluation run on a store's logs, with candle's autograd and AdamW on the CPU.
+//!
+//! - Each user's events (the training part only, when the evaluation calls it) are cut into
+//!   windows of `max_len + 1` from the newest backwards; every step of a window predicts the
+//!   next one (SASRec's all-position objective), so each event is a target once per epoch.
+//! - A product is its learned ID vector plus the projection of its MiniLM text vector. The ID
+//!   part of a random 10% of products is dropped each batch, so the projection alone must also
+//!   rank: that is what a product without behaviour (new in the catalog) gets.
+//! - The loss is the softmax cross-entropy over every product with training events; above
+//!   `FULL_SOFTMAX_MAX_ITEMS` products, over the batch's targets plus a uniform sample.
+//! - Deterministic for a seed: initial weights, window order, dropout and samples all come from
+//!   one seeded ChaCha stream; candle's CPU kernels reduce in a fixed order.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::catalog::ItemIx;
+use crate::error::{Error, Result};
+use crate::ranking::sequence::{
+    initial_weights, time_bucket, Batch, EncoderConfig, SequenceEncoder,
+};
+
+/// Above this many trained products the softmax is sampled (a catalog of millions must not
+/// need a millions-wide logit row per step).
+pub const FULL_SOFTMAX_MAX_ITEMS: usize = 16_384;
+const SAMPLED_NEGATIVES: usize = 8_192;
+const INIT_STD: f32 = 0.02;
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainConfig {
+    pub dim: usize,
+    pub max_len: usize,
+    pub epochs: usize,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Dropout on the hidden states.
+    pub dropout: f32,
+    /// Share of products whose ID vector is dropped in a batch.
+    pub id_dropout: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            dim: 64,
+            max_len: 50,
+            epochs: 8,
+            seed: 42,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            dropout: 0.2,
+            id_dropout: 0.1,
+        }
+    }
+}
+
+/// What training reads: every product's MiniLM vector, and per user their events by time.
+pub struct TrainingData<'a> {
+    pub text_vectors: &'a [Vec<f32>],
+    pub sequences: &'a [Vec<(ItemIx, i64)>],
+    pub text_model_id: &'a str,
+    /// The MiniLM's vector of the probe sentence, stored in the encoder file.
+    pub text_probe: &'a [f32],
+}
+
+/// Progress of training, reported after every batch.
+pub struct TrainProgress {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub batch: usize,
+    pub batches: usize,
+    /// Mean loss of the epoch so far.
+    pub loss: f64,
+}
+
+pub struct TrainedStore {
+    pub encoder: SequenceEncoder,
+    /// Per product (catalog order): the vector a server attaches to its record.
+    pub item_vectors: Vec<Vec<f32>>,
+    /// Per product: whether it had training events (an ID part), or its text alone.
+    pub has_behaviour: Vec<bool>,
+    /// Mean loss of each epoch.
+    pub epoch_losses: Vec<f64>,
+}
+
+/// One training window: item indices into the trained-product table.
+struct Window {
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+    gaps: Vec<u32>,
+    elapsed: Vec<u32>,
+}
+
+pub fn train(
+    data: &TrainingData,
+    config: &TrainConfig,
+    progress: &mut dyn FnMut(&TrainProgress),
+) -> Result<TrainedStore> {
+    let item_count = data.text_vectors.len();
+    let text_dim = data.text_vectors.first().map_or(0, Vec::len);
+    if text_dim == 0 || data.text_vectors.iter().any(|v| v.len() != text_dim) {
+        return Err(Error::invalid(
+            "text vectors",
+            "every product needs a text vector of the same width",
+        ));
+    }
+    if config.dim == 0 || config.max_len == 0 || config.batch_size == 0 {
+        return Err(Error::invalid(
+            "training options",
+            "dim, max-len and batch size must be at least 1",
+        ));
+    }
+    // Trained products: those with at least one training event, in catalog order.
+    let mut trained_index = vec![u32::MAX; item_count];
+    let mut trained_items = Vec::new();
+    for &(item, _) in data.sequences.iter().flatten() {
+        if item >= item_count {
+            return Err(Error::invalid(
+                "events",
+                format!("item index {item} is outside the catalog of {item_count}"),
+            ));
+        }
+        if trained_index[item] == u32::MAX {
+            trained_index[item] = 0;
+        }
+    }
+    for (item, slot) in trained_index.iter_mut().enumerate() {
+        if *slot == 0 {
+            *slot = trained_items.len() as u32;
+            trained_items.push(item);
+        }
+    }
+    let windows = make_windows(data.sequences, &trained_index, config.max_len);
+    if windows.is_empty() {
+        return Err(Error::invalid(
+            "events",
+            "no user has two training events in order: nothing to learn a sequence from",
+        ));
+    }
+    let device = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let encoder_config = EncoderConfig::new(config.dim, config.max_len, text_dim);
+    let mut variables: Vec<Var> = Vec::new();
+    let mut tensors = HashMap::new();
+    for (name, initial) in initial_weights(&encoder_config, rng.random())? {
+        let var = Var::from_tensor(&initial)?;
+        tensors.insert(name, var.as_tensor().clone());
+        variables.push(var);
+    }
+    let id_vectors = initial_id_vectors(trained_items.len(), config.dim, &mut rng)?;
+    variables.push(id_vectors.clone());
+    let encoder = SequenceEncoder::new(
+        encoder_config,
+        tensors,
+        data.text_model_id.to_string(),
+        data.text_probe.to_vec(),
+    )?;
+    let trained_text: Vec<f32> = trained_items
+        .iter()
+        .flat_map(|&item| data.text_vectors[item].iter().copied())
+        .collect();
+    let trained_text = Tensor::from_vec(trained_text, (trained_items.len(), text_dim), &device)?;
+    let mut optimiser = AdamW::new(
+        variables,
+        ParamsAdamW {
+            lr: config.learning_rate,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let mut order: Vec<usize> = (0..windows.len()).collect();
+    let batches = windows.len().div_ceil(config.batch_size);
+    let mut epoch_losses = Vec::with_capacity(config.epochs);
+    for epoch in 0..config.epochs {
+        order.shuffle(&mut rng);
+        let mut total = 0.0;
+        for (batch_number, chunk) in order.chunks(config.batch_size).enumerate() {
+            let batch: Vec<&Window> = chunk.iter().map(|&i| &windows[i]).collect();
+            let loss = batch_loss(
+                &encoder,
+                &batch,
+                id_vectors.as_tensor(),
+                &trained_text,
+                config,
+                &mut rng,
+            )?;
+            optimiser.backward_step(&loss)?;
+            let loss = loss.to_scalar::<f32>()? as f64;
+            if !loss.is_finite() {
+                return Err(Error::Inference(format!(
+                    "training diverged in epoch {} (loss {loss}); try a lower learning rate",
+                    epoch + 1
+                )));
+            }
+            total += loss;
+            progress(&TrainProgress {
+                epoch: epoch + 1,
+                epochs: config.epochs,
+                batch: batch_number + 1,
+                batches,
+                loss: total / (batch_number + 1) as f64,
+            });
+        }
+        epoch_losses.push(total / batches as f64);
+    }
+    let item_vectors = final_item_vectors(
+        &encoder,
+        data.text_vectors,
+        &trained_index,
+        id_vectors.as_tensor(),
+    )?;
+    // The encoder's tensors are the variables: detach them into plain weights for shipping.
+    let weights = encoder
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| (name.to_string(), t.detach()))
+        .collect();
+    let encoder = SequenceEncoder::new(
+        encoder.config().clone(),
+        weights,
+        data.text_model_id.to_string(),
+        data.text_probe.to_vec(),
+    )?;
+    Ok(TrainedStore {
+        encoder,
+        item_vectors,
+        has_behaviour: trained_index.iter().map(|&i| i != u32::MAX).collect(),
+        epoch_losses,
+    })
+}
+
+/// Products' ID vectors start normal(0, 0.02), like the encoder's weights.
+fn initial_id_vectors(items: usize, dim: usize, rng: &mut ChaCha8Rng) -> Result<Var> {
+    let mut random = crate::ranking::sequence::SplitMix64(rng.random());
+    let values: Vec<f32> = (0..items * dim)
+        .map(|_| random.normal() * INIT_STD)
+        .collect();
+    Ok(Var::from_tensor(&Tensor::from_vec(
+        values,
+        (items, dim),
+        &Device::Cpu,
+    )?)?)
+}
+
+/// Windows of up to `max_len + 1` events, newest first per user, each event a target once.
+fn make_windows(
+    sequences: &[Vec<(ItemIx, i64)>],
+    trained_index: &[u32],
+    max_len: usize,
+) -> Vec<Window> {
+    let mut windows = Vec::new();
+    for events in sequences {
+        let mut end = events.len();
+        while end >= 2 {
+            let start = end.saturating_sub(max_len + 1);
+            let step_gap = |j: usize| match j.checked_sub(1) {
+                Some(before) => time_bucket((events[j].1 - events[before].1) as f64) as u32,
+                None => 0,
+            };
+            windows.push(Window {
+                inputs: (start..end - 1)
+                    .map(|j| trained_index[events[j].0])
+                    .collect(),
+                targets: (start + 1..end)
+                    .map(|j| trained_index[events[j].0])
+                    .collect(),
+                gaps: (start..end - 1).map(step_gap).collect(),
+                elapsed: (start..end - 1)
+                    .map(|j| time_bucket((events[j + 1].1 - events[j].1) as f64) as u32)
+                    .collect(),
+            });
+            end = start + 1;
+        }
+    }
+    windows
+}
+
+fn batch_loss(
+    encoder: &SequenceEncoder,
+    windows: &[&Window],
+    id_vectors: &Tensor,
+    trained_text: &Tensor,
+    config: &TrainConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<Tensor> {
+    let device = id_vectors.device();
+    let (items, dim) = id_vectors.dims2()?;
+    let l = config.max_len;
+    let b = windows.len();
+    // Product vectors for this batch: ID part (some dropped) + text projection.
+    let keep: Vec<f32> = (0..items)
+        .map(|_| (rng.random::<f32>() >= config.id_dropout) as u8 as f32)
+        .collect();
+    let keep = Tensor::from_vec(keep, (items, 1), device)?;
+    let vectors = id_vectors
+        .broadcast_mul(&keep)?
+        .add(&encoder.project_text(trained_text)?)?;
+    // Left-padded inputs; rows with a target are collected for the loss.
+    let mut input_ids = vec![0u32; b * l];
+    let mut gaps = vec![0u32; b * l];
+    let mut valid = vec![0f32; b * l];
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    let mut elapsed = Vec::new();
+    for (w, window) in windows.iter().enumerate() {
+        let pad = l - window.inputs.len();
+        for (k, &input) in window.inputs.iter().enumerate() {
+            let slot = w * l + pad + k;
+            input_ids[slot] = input;
+            gaps[slot] = window.gaps[k];
+            valid[slot] = 1.0;
+            rows.push(slot as u32);
+            targets.push(window.targets[k]);
+            elapsed.push(window.elapsed[k]);
+        }
+    }
+    let ids = Tensor::from_slice(&input_ids, b * l, device)?;
+    let batch = Batch {
+        items: vectors.index_select(&ids, 0)?.reshape((b, l, dim))?,
+        kinds: vec![0; b * l],
+        gaps,
+        valid,
+    };
+    let dropout = config.dropout;
+    let mut dropout_rng = ChaCha8Rng::seed_from_u64(rng.random());
+    let mut apply_dropout = |t: &Tensor| -> candle_core::Result<Tensor> {
+        let scale = 1.0 / (1.0 - dropout);
+        let mask: Vec<f32> = (0..t.elem_count())
+            .map(|_| {
+                if dropout_rng.random::<f32>() < dropout {
+                    0.0
+                } else {
+                    scale
+                }
+            })
+            .collect();
+        t * Tensor::from_vec(mask, t.shape(), t.device())?
+    };
+    let states = encoder.encode(&batch, &mut apply_dropout)?;
+    let rows = Tensor::from_slice(&rows, rows.len(), device)?;
+    let states = states.reshape((b * l, dim))?.index_select(&rows, 0)?;
+    let queries = encoder.query(&states, &elapsed)?;
+    let (candidates, targets) = if items <= FULL_SOFTMAX_MAX_ITEMS {
+        (vectors, targets)
+    } else {
+        sampled_candidates(&vectors, &targets, items, rng)?
+    };
+    let logits = queries.matmul(&candidates.t()?)?;
+    let targets = Tensor::from_slice(&targets, targets.len(), device)?;
+    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?.to_dtype(DType::F32)?)
+}
+
+/// The batch's targets plus a uniform sample of products: the candidate rows and the targets'
+/// positions among them.
+fn sampled_candidates(
+    vectors: &Tensor,
+    targets: &[u32],
+    items: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Tensor, Vec<u32>)> {
+    let mut position: HashMap<u32, u32> = HashMap::new();
+    let mut chosen: Vec<u32> = Vec::new();
+    let mut add = |item: u32, chosen: &mut Vec<u32>| -> u32 {
+        *position.entry(item).or_insert_with(|| {
+            chosen.push(item);
+            chosen.len() as u32 - 1
+        })
+    };
+    let remapped: Vec<u32> = targets.iter().map(|&t| add(t, &mut chosen)).collect();
+    for _ in 0..SAMPLED_NEGATIVES {
+        add(rng.random_range(0..items as u32), &mut chosen);
+    }
+    let ids = Tensor::from_slice(&chosen, chosen.len(), vectors.device())?;
+    Ok((vectors.index_select(&ids, 0)?, remapped))
+}
+
+/// Every product's shipped vector: ID part + text projection where it had training events,
+/// the text projection alone where it had none.
+fn final_item_vectors(
+    encoder: &SequenceEncoder,
+    text_vectors: &[Vec<f32>],
+    trained_index: &[u32],
+    id_vectors: &Tensor,
+) -> Result<Vec<Vec<f32>>> {
+    let ids = id_vectors.detach().to_vec2::<f32>()?;
+    text_vectors
+        .iter()
+        .zip(trained_index)
+        .map(|(text, &index)| {
+            let mut vector = encoder.project_one(text)?;
+            if let Some(id) = ids.get(index as usize) {
+                vector.iter_mut().zip(id).for_each(|(v, i)| *v += i);
+            }
+            Ok(vector)
+        })
+        .collect()
+}
+
+/// The encoder file the browser downloads.
+pub const ENCODER_FILE: &str = "encoder.gguf";
+/// One `{"id", "vector"}` per line: what the server attaches to product records.
+pub const VECTORS_FILE: &str = "item-vectors.jsonl";
+/// The run's settings and results.
+pub const SUMMARY_FILE: &str = "train.json";
+
+#[derive(serde::Serialize)]
+pub struct TrainSummary {
+    pub config: TrainConfig,
+    pub encoder: crate::ranking::sequence::EncoderConfig,
+    pub encoder_bytes: usize,
+    pub encoder_sha256: String,
+    pub text_model_id: String,
+    pub items: usize,
+    pub items_with_behaviour: usize,
+    pub epoch_losses: Vec<f64>,
+    pub seconds: f64,
+}
+
+/// Writes the encoder, the product vectors (catalog order) and the summary to `dir`.
+pub fn write_outputs(
+    dir: &std::path::Path,
+    trained: &TrainedStore,
+    items: &[crate::records::Candidate],
+    config: &TrainConfig,
+    seconds: f64,
+) -> Result<TrainSummary> {
+    use sha2::Digest;
+    use std::io::Write;
+    let io = |what: &str, e| Error::io(format!("cannot write {what} in {}", dir.display()), e);
+    std::fs::create_dir_all(dir).map_err(|e| io("the directory", e))?;
+    let bytes = trained.encoder.to_bytes()?;
+    std::fs::write(dir.join(ENCODER_FILE), &bytes).map_err(|e| io(ENCODER_FILE, e))?;
+    let file = std::fs::File::create(dir.join(VECTORS_FILE)).map_err(|e| io(VECTORS_FILE, e))?;
+    let mut out = std::io::BufWriter::new(file);
+    for (item, vector) in items.iter().zip(&trained.item_vectors) {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            id: &'a str,
+            vector: &'a [f32],
+        }
+        let line = serde_json::to_string(&Line {
+            id: &item.id,
+            vector,
+        })
+        .map_err(|e| Error::Inference(format!("cannot encode a vector: {e}")))?;
+        writeln!(out, "{line}").map_err(|e| io(VECTORS_FILE, e))?;
+    }
+    out.flush().map_err(|e| io(VECTORS_FILE, e))?;
+    let summary = TrainSummary {
+        config: config.clone(),
+        encoder: trained.encoder.config().clone(),
+        encoder_bytes: bytes.len(),
+        encoder_sha256: format!("{:x}", sha2::Sha256::digest(&bytes)),
+        text_model_id: trained.encoder.text_model_id().to_string(),
+        items: items.len(),
+        items_with_behaviour: trained.has_behaviour.iter().filter(|&&b| b).count(),
+        epoch_losses: trained.epoch_losses.clone(),
+        seconds,
+    };
+    let json = serde_json::to_string_pretty(&summary)
+        .map_err(|e| Error::Inference(format!("cannot encode the summary: {e}")))?;
+    std::fs::write(dir.join(SUMMARY_FILE), json).map_err(|e| io(SUMMARY_FILE, e))?;
+    Ok(summary)
+}
+
+/// Reads `item-vectors.jsonl`: product id -> vector. Lines that are not `{"id", "vector"}` with
+/// finite numbers, or whose vector's width differs from the first line's, are skipped and
+/// counted; a file that cannot be read is an error.
+pub fn read_item_vectors(
+    path: &std::path::Path,
+) -> Result<(HashMap<String, Vec<f32>>, crate::catalog::LoadReport)> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        id: String,
+        vector: Vec<f32>,
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let mut report = crate::catalog::LoadReport::default();
+    let mut vectors = HashMap::new();
+    let mut width = None;
+    for (number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let record = format!("{} line {}", path.display(), number + 1);
+        let parsed: Line = match crate::records::parse_json_record(line, &record) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                report.note("vector line not {id, vector}", || e.to_string());
+                continue;
+            }
+        };
+        let expected = *width.get_or_insert(parsed.vector.len());
+        if parsed.vector.len() != expected || parsed.vector.iter().any(|x| !x.is_finite()) {
+            report.note("vector of another width or not finite", || {
+                format!(
+                    "{record}.vector: {} numbers, expected {expected} finite",
+                    parsed.vector.len()
+                )
+            });
+            continue;
+        }
+        vectors.insert(parsed.id, parsed.vector);
+    }
+    Ok((vectors, report))
+}

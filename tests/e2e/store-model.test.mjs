@@ -1,0 +1,61 @@
+// The store's trained sequence model in the demo store: the page fetches the encoder (the same
+// file for every shopper, checksummed and cached), product records carry their vectors, a
+// history moves the order through the encoder, and a bad encoder leaves text-only ranking.
+// Needs a `localrank train` folder: LOCALRANK_STORE_MODEL, or target/e2e-store-model (scripts/test
+// trains one epoch on MovieLens-1M there).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { BASE, ROOT, useStoreServer, shopper, loadStore, recommendedIds, recommendedCards, recommendedRow, serverTop, openCategory, openProduct } from "./harness.mjs";
+
+const STORE_MODEL = process.env.LOCALRANK_STORE_MODEL || join(ROOT, "target/e2e-store-model");
+useStoreServer({ storeModel: STORE_MODEL });
+
+test("the store's encoder is fetched once, product records carry vectors, and views move the order through it", async () => {
+  const summary = await (await fetch(`${BASE}/store/train.json`)).json();
+  const list = await (await fetch(`${BASE}/api/candidates?slot=home&n=5`)).json();
+  assert.ok(list.every((c) => Array.isArray(c.vector) && c.vector.length === summary.encoder.dim), "every product carries its store vector");
+
+  const { page, requests, close } = await shopper();
+  await loadStore(page);
+  await recommendedRow(page);
+  assert.equal(await page.getAttribute("body", "data-encoder"), "store", await page.textContent("#status"));
+  const encoderFetches = requests.filter((r) => new URL(r.url).pathname === "/store/encoder.gguf");
+  assert.equal(encoderFetches.length, 1, "the encoder is downloaded once");
+  const serverOrder = await serverTop(8);
+  assert.deepEqual(await recommendedIds(page), serverOrder, "no history: the server's order");
+
+  await openCategory(page, "Horror");
+  const before = requests.length;
+  const viewed = [];
+  for (let i = 0; i < 3; i++) viewed.push(await openProduct(page, i));
+  await page.waitForFunction((ids) => [...document.querySelectorAll("#recommended .card")].map((c) => c.dataset.id).join() !== ids.join(), serverOrder, { timeout: 60_000 });
+  const after = await recommendedCards(page);
+  console.log(`store encoder: viewed ${viewed.join(",")}; top 8 now ${after.map((c) => `${c.id} (${c.reason})`).join("; ")}`);
+  assert.ok(after.some((c) => c.reason.startsWith("because you viewed")), "reasons stay");
+  assert.equal(requests.length, before, "views only re-rank on the device: no request");
+
+  // A second visit takes the encoder from the cache.
+  await loadStore(page);
+  assert.equal(requests.filter((r) => new URL(r.url).pathname === "/store/encoder.gguf").length, 1, "cached");
+  await close();
+});
+
+test("an encoder that cannot be used is a warning, and ranking stays text-only", async () => {
+  const { page, warnings, close } = await shopper();
+  // A file that matches its published checksum but is not an encoder (a broken publish).
+  const garbage = Buffer.from("this is not an encoder file");
+  const sha256 = createHash("sha256").update(garbage).digest("hex");
+  await page.route("**/store/train.json", (route) =>
+    route.fulfill({ contentType: "application/json", body: JSON.stringify({ encoder_sha256: sha256, encoder_bytes: garbage.length, text_model_id: "x" }) }));
+  await page.route("**/store/encoder.gguf", (route) => route.fulfill({ contentType: "application/octet-stream", body: garbage }));
+  await loadStore(page);
+  await recommendedRow(page);
+  assert.equal(await page.getAttribute("body", "data-encoder"), "none");
+  assert.ok(warnings.some((w) => w.includes("ranking by product text only") && w.includes("not a GGUF")), JSON.stringify(warnings));
+  await openCategory(page, "Horror");
+  for (let i = 0; i < 3; i++) await openProduct(page, i);
+  await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("because you viewed")), null, { timeout: 60_000 });
+  await close();
+});
