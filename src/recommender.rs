@@ -261,9 +261,13 @@ impl Recommender {
     }
 }
 
-/// The encoder's relevance of each candidate, 0..1 within the list (`None` for all when the
-/// history has nothing the encoder reads). Products and searches without a store vector of the
-/// encoder's width are placed by the projection of their text.
+/// The encoder's relevance of each candidate, a z-score within the list (`None` for all when the
+/// history has nothing the encoder reads).
+///
+/// Product vectors: a candidate's own (`vector`, the encoder's width, else an error naming it);
+/// for a history item, the vector of the same product in this list (fresh from the store), else
+/// the one saved with the event if it has the encoder's width; anything else, and searches, by
+/// the projection of its MiniLM text (all projected in one product).
 fn store_relevance(
     encoder: &SequenceEncoder,
     history: &[&Event],
@@ -275,44 +279,108 @@ fn store_relevance(
     for (index, candidate) in candidates.iter().enumerate() {
         check_store_vector(encoder, candidate, &format!("candidates[{index}]"))?;
     }
-    let vector_of = |item: Option<&Candidate>, text: &Vector| -> Result<Vec<f32>> {
-        match item.and_then(|c| c.vector.as_ref()) {
-            Some(vector) if vector.len() == encoder.dim() => Ok(vector.clone()),
-            _ => encoder.project_one(text),
-        }
-    };
-    let mut steps = Vec::new();
-    let mut step_vectors = Vec::new();
-    let mut ordered: Vec<(&Event, &Vector)> = history.iter().copied().zip(history_text).collect();
+    let fresh: std::collections::HashMap<&str, &[f32]> = candidates
+        .iter()
+        .filter_map(|c| Some((c.id.as_str(), c.vector.as_deref()?)))
+        .collect();
+    let mut ordered: Vec<(&Event, &Vector)> = history
+        .iter()
+        .copied()
+        .zip(history_text)
+        .filter(|(event, _)| kind_index(event.kind).is_some())
+        .collect();
     ordered.sort_by(|a, b| a.0.at.total_cmp(&b.0.at));
-    for (index, (event, text)) in ordered.into_iter().enumerate() {
-        let Some(kind) = kind_index(event.kind) else {
-            continue;
-        };
-        if let Some(item) = &event.item {
-            check_store_vector(encoder, item, &format!("history[{index}].item"))?;
-        }
-        let item = (event.kind != EventKind::Search)
-            .then_some(event.item.as_ref())
-            .flatten();
-        step_vectors.push(vector_of(item, text)?);
-        steps.push(Step {
-            kind,
-            at_seconds: event.at / 1000.0,
-        });
-    }
+    let history_vectors: Vec<Option<&[f32]>> = ordered
+        .iter()
+        .map(|(event, _)| {
+            let item = event
+                .item
+                .as_ref()
+                .filter(|_| event.kind != EventKind::Search)?;
+            fresh
+                .get(item.id.as_str())
+                .copied()
+                .or(item.vector.as_deref())
+                .filter(|v| v.len() == encoder.dim())
+        })
+        .collect();
+    let candidate_vectors: Vec<Option<&[f32]>> =
+        candidates.iter().map(|c| c.vector.as_deref()).collect();
+    let texts: Vec<&Vector> = ordered
+        .iter()
+        .map(|(_, text)| *text)
+        .chain(candidate_text)
+        .collect();
+    let vectors = with_projections(
+        encoder,
+        history_vectors
+            .into_iter()
+            .chain(candidate_vectors)
+            .collect(),
+        &texts,
+    )?;
+    let (step_vectors, candidate_vectors) = vectors.split_at(ordered.len());
+    let steps: Vec<Step> = ordered
+        .iter()
+        .filter_map(|(event, _)| {
+            Some(Step {
+                kind: kind_index(event.kind)?,
+                at_seconds: event.at / 1000.0,
+            })
+        })
+        .collect();
     let views: Vec<&[f32]> = step_vectors.iter().map(Vec::as_slice).collect();
     let Some(query) = encoder.user_query(&views, &steps, now_ms / 1000.0)? else {
         return Ok(vec![None; candidates.len()]);
     };
-    let scores: Vec<f64> = candidates
+    let scores: Vec<f64> = candidate_vectors
         .iter()
-        .zip(candidate_text)
-        .map(|(c, text)| Ok(crate::ranking::vector::dot(&query, &vector_of(Some(c), text)?) as f64))
-        .collect::<Result<_>>()?;
+        .map(|v| crate::ranking::vector::dot(&query, v) as f64)
+        .collect();
     Ok(crate::ranking::rerank::standardised(&scores)
         .into_iter()
         .map(Some)
+        .collect())
+}
+
+/// `vectors` with each missing one replaced by the projection of its text (one matrix product
+/// for all of them).
+fn with_projections(
+    encoder: &SequenceEncoder,
+    vectors: Vec<Option<&[f32]>>,
+    texts: &[&Vector],
+) -> Result<Vec<Vec<f32>>> {
+    let missing: Vec<usize> = (0..vectors.len())
+        .filter(|&i| vectors[i].is_none())
+        .collect();
+    let mut projected = if missing.is_empty() {
+        Vec::new()
+    } else {
+        let text_dim = encoder.config().text_dim;
+        let mut flat = Vec::with_capacity(missing.len() * text_dim);
+        for &i in &missing {
+            if texts[i].len() != text_dim {
+                return Err(Error::Encoder(format!(
+                    "it reads {text_dim}-wide text vectors, the language model makes {}-wide ones",
+                    texts[i].len()
+                )));
+            }
+            flat.extend_from_slice(&texts[i]);
+        }
+        let matrix = candle_core::Tensor::from_vec(
+            flat,
+            (missing.len(), text_dim),
+            &candle_core::Device::Cpu,
+        )?;
+        encoder.project_text(&matrix)?.to_vec2::<f32>()?
+    }
+    .into_iter();
+    Ok(vectors
+        .into_iter()
+        .map(|v| match v {
+            Some(v) => v.to_vec(),
+            None => projected.next().unwrap_or_default(),
+        })
         .collect())
 }
 

@@ -8,6 +8,8 @@ import init, { Embedder, Recommender } from "/pkg/localrank.js";
 const params = new URLSearchParams(location.search);
 const SMOKE = params.has("smoke");
 const WORKLOAD_URL = "/bench/data/workload.json";
+/// An untrained encoder of the shipped shape, written beside the workload (timing only).
+const ENCODER_URL = "/bench/data/encoder.gguf";
 const TRANSFORMERS_URL = "/bench/transformers/transformers.js";
 const ORT_WASM_PREFIX = "/bench/ort/";
 const ONNX_MODELS = "/bench/onnx-models/";
@@ -73,10 +75,10 @@ async function embeddingRows(embed, workload) {
 }
 
 /// Cold: the vector cache emptied before each run (all 150 texts embedded); warm: every vector cached.
-function rerankLatency(recommender, workload) {
+function rerankLatency(recommender, candidates) {
   const timeOne = () => {
     const started = performance.now();
-    recommender.rerank(workload.candidates);
+    recommender.rerank(candidates);
     return performance.now() - started;
   };
   const cold = [];
@@ -128,7 +130,15 @@ async function benchLocalrank(wasm, manifest, workload, dtype) {
   const recommender = new Recommender(bytes);
   for (const event of workload.history) recommender.record(event);
   recommender.rerank(workload.candidates); // first call: allocations, not measured
-  Object.assign(row, rerankLatency(recommender, workload));
+  Object.assign(row, rerankLatency(recommender, workload.candidates));
+  // The same with the store's sequence encoder and the 64-wide product vectors a store sends.
+  recommender.setEncoder(await fetchBytes(ENCODER_URL));
+  recommender.clear();
+  for (const event of workload.storeHistory) recommender.record(event);
+  recommender.rerank(workload.storeCandidates);
+  const store = rerankLatency(recommender, workload.storeCandidates);
+  row.rerank_store_warm_p50_ms = store.rerank_warm_p50_ms;
+  row.rerank_store_warm_p95_ms = store.rerank_warm_p95_ms;
   recommender.free();
   row.wasm_memory_bytes = wasm.memory.buffer.byteLength;
   log(`localrank ${dtype}: ${JSON.stringify(row)}`);

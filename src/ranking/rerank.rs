@@ -34,15 +34,19 @@ pub struct CandidateInput<'a> {
     pub text: Vector,
     /// Unit-length collaborative vector, where the candidate had one.
     pub collaborative: Option<Vec<f32>>,
-    /// The store's sequence encoder's relevance (0..1 within the list), when it ran.
+    /// The store's sequence encoder's relevance (z-score within the list), when it ran.
     pub store: Option<f64>,
 }
 
-/// With a store encoder, relevance is this much its score and the rest the text profile's.
+/// With a store encoder, relevance is this much its z-score and the rest the text profile's
+/// (0.8 and 0.9 measured the same on ML-100k; the text part keeps reasons and searches in play).
 pub const STORE_WEIGHT: f64 = 0.8;
 
-/// Scores mapped to 0..1 within their list: the logistic of their z-score (all equal = 0.5).
-/// A list-relative scale, because the encoder's dot products have no absolute meaning.
+/// Scores as z-scores within their list (all equal = 0): the encoder's dot products have no
+/// absolute scale, and a list-relative one keeps the blend's weights meaningful. Not squashed
+/// to 0..1: a logistic squash compressed the encoder's clear winners until the server prior
+/// and diversity reordered them (ML-100k, 943 users, NDCG@10: 69.1 squashed vs 73.1 linear,
+/// the encoder alone 72.8).
 pub fn standardised(scores: &[f64]) -> Vec<f64> {
     let n = scores.len().max(1) as f64;
     let mean = scores.iter().sum::<f64>() / n;
@@ -50,12 +54,11 @@ pub fn standardised(scores: &[f64]) -> Vec<f64> {
     scores
         .iter()
         .map(|s| {
-            let z = if deviation > 0.0 {
+            if deviation > 0.0 {
                 (s - mean) / deviation
             } else {
                 0.0
-            };
-            1.0 / (1.0 + (-z).exp())
+            }
         })
         .collect()
 }
@@ -488,11 +491,12 @@ mod tests {
     }
 
     #[test]
-    fn standardised_scores_keep_order_within_zero_and_one() {
+    fn standardised_scores_keep_order_with_mean_zero_and_unit_spread() {
         let s = standardised(&[3.0, -1.0, 0.5]);
         assert!(s[0] > s[2] && s[2] > s[1]);
-        assert!(s.iter().all(|&x| x > 0.0 && x < 1.0));
-        assert_eq!(standardised(&[2.0, 2.0]), vec![0.5, 0.5]);
+        assert!(s.iter().sum::<f64>().abs() < 1e-12);
+        assert!((s.iter().map(|x| x * x).sum::<f64>() / 3.0 - 1.0).abs() < 1e-12);
+        assert_eq!(standardised(&[2.0, 2.0]), vec![0.0, 0.0]);
         assert!(standardised(&[]).is_empty());
     }
 }

@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
+use localrank::ranking::sequence::{initial_weights, EncoderConfig, SequenceEncoder, SplitMix64};
+use localrank::train::TrainConfig;
 use localrank::{Candidate, Embedder, Event, EventKind, Recommender};
 use serde::Serialize;
 
 /// Texts per embedding measurement and the ranking workload's shape (the numbers).
 const RERANK_CANDIDATES: usize = 100;
 const RERANK_HISTORY: usize = 50;
+/// The store vectors' width: `localrank train`'s default.
+const STORE_DIM: usize = 64;
 /// Words per synthetic text: ~1.3 tokens a word gives ~16-token titles, ~128-token descriptions.
 const TITLE_WORDS: usize = 11;
 const DESCRIPTION_WORDS: usize = 105;
@@ -52,17 +56,33 @@ pub struct Workload {
     descriptions: Vec<String>,
     candidates: Vec<Candidate>,
     history: Vec<Event>,
+    /// The same candidates and history with the store's 64-wide product vectors attached, as a
+    /// store with a trained sequence model sends them (for the re-rank with the encoder).
+    store_candidates: Vec<Candidate>,
+    store_history: Vec<Event>,
     now_ms: f64,
 }
 
 impl Workload {
     pub fn new(texts: usize) -> Workload {
         let texts = texts.max(32);
+        let candidates = synthetic_products("c", RERANK_CANDIDATES, 3);
+        let history = synthetic_history(RERANK_HISTORY, 4);
+        let store_candidates = candidates.iter().map(with_store_vector).collect();
+        let store_history = history
+            .iter()
+            .map(|event| Event {
+                item: event.item.as_ref().map(with_store_vector),
+                ..event.clone()
+            })
+            .collect();
         Workload {
             titles: synthetic_texts(texts, TITLE_WORDS, 1),
             descriptions: synthetic_texts(texts, DESCRIPTION_WORDS, 2),
-            candidates: synthetic_products("c", RERANK_CANDIDATES, 3),
-            history: synthetic_history(RERANK_HISTORY, 4),
+            candidates,
+            history,
+            store_candidates,
+            store_history,
             now_ms: WORKLOAD_NOW_MS,
         }
     }
@@ -87,6 +107,26 @@ fn synthetic_products(prefix: &str, count: usize, seed: u64) -> Vec<Candidate> {
             vector: None,
         })
         .collect()
+}
+
+/// A copy with a deterministic store vector of the shipped width (values do not change timing).
+fn with_store_vector(item: &Candidate) -> Candidate {
+    let mut random = SplitMix64(item.id.bytes().fold(7, |h, b| h * 31 + b as u64));
+    Candidate {
+        vector: Some((0..STORE_DIM).map(|_| random.normal() * 0.1).collect()),
+        ..item.clone()
+    }
+}
+
+/// A store encoder of the shipped shape for `embedder`'s text vectors. Untrained: latency does
+/// not depend on the weights' values, and the benchmark must not need a training run.
+fn bench_encoder(embedder: &Embedder) -> Result<Vec<u8>, String> {
+    let probe = embedder.probe_vector().map_err(|e| e.to_string())?;
+    let config = EncoderConfig::new(STORE_DIM, TrainConfig::default().max_len, probe.len());
+    let weights = initial_weights(&config, 1).map_err(|e| e.to_string())?;
+    SequenceEncoder::new(config, weights, embedder.model_id().to_string(), probe)
+        .and_then(|encoder| encoder.to_bytes())
+        .map_err(|e| e.to_string())
 }
 
 /// A shopper's last `count` events, an hour apart: mostly views, some carts, purchases, searches.
@@ -141,11 +181,25 @@ struct ModelRow {
     rerank_cold_p95_ms: f64,
     rerank_warm_p50_ms: f64,
     rerank_warm_p95_ms: f64,
+    /// Warm re-rank with the store's sequence encoder and product vectors.
+    rerank_store_warm_p50_ms: f64,
+    rerank_store_warm_p95_ms: f64,
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
     let workload = Workload::new(args.texts);
     if let Some(path) = &args.write_workload {
+        // The browser page loads this encoder beside the workload; made for the default model.
+        let model = args
+            .models
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "models/all-MiniLM-L6-v2.q8_0.gguf".into());
+        let embedder =
+            Embedder::from_path(&model).map_err(|e| format!("{}: {e}", model.display()))?;
+        let encoder_path = path.with_file_name("encoder.gguf");
+        std::fs::write(&encoder_path, bench_encoder(&embedder)?)
+            .map_err(|e| format!("{}: {e}", encoder_path.display()))?;
         return write_json(path, &workload);
     }
     let models = if args.models.is_empty() {
@@ -206,8 +260,19 @@ fn bench_model(
     // Batch-1 descriptions are slow; a quarter of the texts is enough for a steady rate.
     let descriptions_b1_per_s = rate(&descriptions[..descriptions.len() / 4], 1)?;
     let descriptions_b32_per_s = rate(descriptions, 32)?;
+    let encoder = bench_encoder(&embedder)?;
     let mut recommender = Recommender::new(embedder, None).map_err(|e| e.to_string())?;
     let latency = rerank_latency(&mut recommender, workload, runs)?;
+    recommender
+        .set_encoder(&encoder)
+        .map_err(|e| e.to_string())?;
+    let store = rerank_latency_for(
+        &mut recommender,
+        &workload.store_history,
+        &workload.store_candidates,
+        workload.now_ms,
+        runs,
+    )?;
     Ok(ModelRow {
         model: path.display().to_string(),
         dtype,
@@ -223,6 +288,8 @@ fn bench_model(
         rerank_cold_p95_ms: latency.cold.1,
         rerank_warm_p50_ms: latency.warm.0,
         rerank_warm_p95_ms: latency.warm.1,
+        rerank_store_warm_p50_ms: store.warm.0,
+        rerank_store_warm_p95_ms: store.warm.1,
     })
 }
 
@@ -239,15 +306,26 @@ fn rerank_latency(
     workload: &Workload,
     runs: usize,
 ) -> Result<RerankLatency, String> {
+    rerank_latency_for(
+        recommender,
+        &workload.history,
+        &workload.candidates,
+        workload.now_ms,
+        runs,
+    )
+}
+
+fn rerank_latency_for(
+    recommender: &mut Recommender,
+    history: &[Event],
+    candidates: &[Candidate],
+    now_ms: f64,
+    runs: usize,
+) -> Result<RerankLatency, String> {
     let time_one = |recommender: &mut Recommender| -> Result<f64, String> {
         let started = Instant::now();
         recommender
-            .rerank_for(
-                &workload.history,
-                &workload.candidates,
-                None,
-                workload.now_ms,
-            )
+            .rerank_for(history, candidates, None, now_ms)
             .map_err(|e| e.to_string())?;
         Ok(started.elapsed().as_secs_f64() * 1e3)
     };
@@ -291,12 +369,12 @@ fn mean_tokens(embedder: &Embedder, texts: &[String]) -> Result<f64, String> {
 
 fn print_table(rows: &[ModelRow]) {
     println!(
-        "| model | file MB | load ms | titles b1/s | titles b32/s | desc b1/s | desc b32/s | cold p50/p95 ms | warm p50/p95 ms |"
+        "| model | file MB | load ms | titles b1/s | titles b32/s | desc b1/s | desc b32/s | cold p50/p95 ms | warm p50/p95 ms | warm + store encoder p50/p95 ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} / {:.0} | {:.2} / {:.2} |",
+            "| {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} / {:.0} | {:.2} / {:.2} | {:.2} / {:.2} |",
             r.dtype,
             r.file_bytes as f64 / 1e6,
             r.load_ms,
@@ -308,6 +386,8 @@ fn print_table(rows: &[ModelRow]) {
             r.rerank_cold_p95_ms,
             r.rerank_warm_p50_ms,
             r.rerank_warm_p95_ms,
+            r.rerank_store_warm_p50_ms,
+            r.rerank_store_warm_p95_ms,
         );
     }
     if let Some(r) = rows.first() {
