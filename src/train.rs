@@ -513,3 +513,46 @@ pub fn read_item_vectors(
     }
     Ok((vectors, report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampled_candidates_keep_every_target_and_point_at_its_row() {
+        let items = 50;
+        let vectors: Vec<f32> = (0..items * 2).map(|i| i as f32).collect();
+        let vectors = Tensor::from_vec(vectors, (items, 2), &Device::Cpu).unwrap();
+        let targets = [7u32, 3, 7, 42];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (rows, remapped) = sampled_candidates(&vectors, &targets, items, &mut rng).unwrap();
+        let rows = rows.to_vec2::<f32>().unwrap();
+        for (target, position) in targets.iter().zip(&remapped) {
+            // Row `position` of the sample is the target's own vector.
+            assert_eq!(
+                rows[*position as usize],
+                vec![*target as f32 * 2.0, *target as f32 * 2.0 + 1.0]
+            );
+        }
+        assert_eq!(remapped[0], remapped[2], "a repeated target is one row");
+        let ids: std::collections::HashSet<u32> = rows.iter().map(|r| r[0] as u32 / 2).collect();
+        assert_eq!(ids.len(), rows.len(), "no product twice");
+    }
+
+    #[test]
+    fn windows_make_every_event_after_the_first_a_target_once() {
+        let trained_index: Vec<u32> = (0..10).collect();
+        let events: Vec<(usize, i64)> = (0..9).map(|i| (i, 60 * i as i64)).collect();
+        let windows = make_windows(&[events], &trained_index, 3);
+        let mut targets: Vec<u32> = windows.iter().flat_map(|w| w.targets.clone()).collect();
+        targets.sort();
+        assert_eq!(targets, (1..9).collect::<Vec<u32>>());
+        for window in &windows {
+            assert!(window.inputs.len() <= 3 && window.inputs.len() == window.targets.len());
+            // Each input is followed by its target in the user's order.
+            for (input, target) in window.inputs.iter().zip(&window.targets) {
+                assert_eq!(input + 1, *target);
+            }
+        }
+    }
+}
