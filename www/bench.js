@@ -75,8 +75,8 @@ async function embeddingRows(embed, workload) {
 }
 
 /// Cold: the vector cache emptied before each run (all 150 texts embedded); warm: every vector cached.
-/// Calls before timing: allocations, and the engine's tier-up of code first run here (the first
-/// pass over the store encoder measured 2x the steady state without it).
+/// Calls before timing: allocations, and the engine's optimisation of code first run here (with
+/// one call, the first pass over the store encoder measured about twice the later passes).
 const WARM_UP_CALLS = SMOKE ? 1 : 5;
 function warmUp(recommender, candidates) {
   for (let i = 0; i < WARM_UP_CALLS; i++) recommender.rerank(candidates);
