@@ -23,14 +23,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::catalog::ItemIx;
 use crate::error::{Error, Result};
 use crate::ranking::sequence::{
-    initial_weights, time_bucket, Batch, EncoderConfig, SequenceEncoder,
+    initial_weights, time_bucket, Batch, EncoderConfig, SequenceEncoder, INIT_STD,
 };
 
 /// Above this many trained products the softmax is sampled (a catalog of millions must not
 /// need a millions-wide logit row per step).
 pub const FULL_SOFTMAX_MAX_ITEMS: usize = 16_384;
 const SAMPLED_NEGATIVES: usize = 8_192;
-const INIT_STD: f32 = 0.02;
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TrainConfig {
@@ -118,8 +117,7 @@ pub fn train(
         ));
     }
     // Trained products: those with at least one training event, in catalog order.
-    let mut trained_index = vec![u32::MAX; item_count];
-    let mut trained_items = Vec::new();
+    let mut has_events = vec![false; item_count];
     for &(item, _) in data.sequences.iter().flatten() {
         if item >= item_count {
             return Err(Error::invalid(
@@ -127,15 +125,12 @@ pub fn train(
                 format!("item index {item} is outside the catalog of {item_count}"),
             ));
         }
-        if trained_index[item] == u32::MAX {
-            trained_index[item] = 0;
-        }
+        has_events[item] = true;
     }
-    for (item, slot) in trained_index.iter_mut().enumerate() {
-        if *slot == 0 {
-            *slot = trained_items.len() as u32;
-            trained_items.push(item);
-        }
+    let trained_items: Vec<ItemIx> = (0..item_count).filter(|&i| has_events[i]).collect();
+    let mut trained_index = vec![u32::MAX; item_count];
+    for (position, &item) in trained_items.iter().enumerate() {
+        trained_index[item] = position as u32;
     }
     let windows = make_windows(data.sequences, &trained_index, config.max_len);
     if windows.is_empty() {

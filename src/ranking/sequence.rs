@@ -135,10 +135,12 @@ impl EncoderConfig {
     }
 }
 
+/// Standard deviation of initial weights (and of training's initial product ID vectors).
+pub const INIT_STD: f32 = 0.02;
+
 /// Untrained weights for `config`, the same for a seed everywhere: norm weights 1, biases 0,
 /// everything else normal(0, 0.02) as BERT and RecBole start. Training starts from these.
 pub fn initial_weights(config: &EncoderConfig, seed: u64) -> Result<HashMap<String, Tensor>> {
-    const INIT_STD: f32 = 0.02;
     let mut random = SplitMix64(seed);
     config
         .tensor_shapes()

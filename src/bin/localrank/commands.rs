@@ -435,6 +435,25 @@ fn progress_bar() -> indicatif::ProgressBar {
     )
 }
 
+/// Loads a catalog and log for `command`, saying what it read and what it skipped or repaired.
+fn load_dataset(
+    items: &std::path::Path,
+    events: &std::path::Path,
+    command: &str,
+) -> Result<Dataset, String> {
+    let dataset = Dataset::load(items, events).map_err(|e| e.to_string())?;
+    eprintln!(
+        "{command}: {} items, {} users, {} events",
+        dataset.items.len(),
+        dataset.users.len(),
+        dataset.users.iter().map(|u| u.events.len()).sum::<usize>()
+    );
+    for line in dataset.report.lines() {
+        eprintln!("{command}: data: {line}");
+    }
+    Ok(dataset)
+}
+
 fn train(
     items: &std::path::Path,
     events: &std::path::Path,
@@ -443,16 +462,7 @@ fn train(
     config: &TrainConfig,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let dataset = Dataset::load(items, events).map_err(|e| e.to_string())?;
-    eprintln!(
-        "train: {} items, {} users, {} events",
-        dataset.items.len(),
-        dataset.users.len(),
-        dataset.users.iter().map(|u| u.events.len()).sum::<usize>()
-    );
-    for line in dataset.report.lines() {
-        eprintln!("train: data: {line}");
-    }
+    let dataset = load_dataset(items, events, "train")?;
     let embedder = load_model(model)?;
     let bar = progress_bar();
     bar.set_message("embedding product texts");
@@ -514,15 +524,7 @@ fn eval(
     out: Option<&std::path::Path>,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let dataset = Dataset::load(items, events).map_err(|e| e.to_string())?;
-    eprintln!(
-        "eval: {} items, {} users",
-        dataset.items.len(),
-        dataset.users.len()
-    );
-    for line in dataset.report.lines() {
-        eprintln!("eval: data: {line}");
-    }
+    let dataset = load_dataset(items, events, "eval")?;
     let bar = progress_bar();
     let progress = |label: &str, done: usize, total: usize| {
         if bar.message() != label {
