@@ -309,7 +309,7 @@ impl SequenceEncoder {
     pub fn project_text(&self, text: &Tensor) -> Result<Tensor> {
         Ok(text
             .matmul(self.tensor("text.weight")?)?
-            .broadcast_add(self.tensor("text.bias")?)?)
+            .add(&repeat_rows(self.tensor("text.bias")?, text.dim(0)?)?)?)
     }
 
     /// The hidden state after every step: (batch, max_len, dim). `dropout` is applied where
@@ -335,9 +335,10 @@ impl SequenceEncoder {
                 .reshape((b, l, d))?)
         };
         let valid = Tensor::from_slice(&batch.valid, (b, l, 1), device)?;
+        let positions = repeat_rows(self.tensor("position")?, b)?.reshape((b, l, d))?;
         let x = batch
             .items
-            .broadcast_add(self.tensor("position")?)?
+            .add(&positions)?
             .add(&lookup("kind", &batch.kinds)?)?
             .add(&lookup("gap", &batch.gaps)?)?
             .broadcast_mul(&valid)?;
@@ -385,21 +386,34 @@ impl SequenceEncoder {
         Ok((&x + dropout(&self.linear(&name("ffn_out"), &inner)?)?)?)
     }
 
+    /// `x` (b, l, in) times the weight plus the bias, as one (b*l, in) matrix product.
     fn linear(&self, name: &str, x: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
         let weight = self.tensor(&format!("{name}.weight"))?;
         let bias = self.tensor(&format!("{name}.bias"))?;
-        Ok(x.broadcast_matmul(weight)?.broadcast_add(bias)?)
+        let out = x
+            .reshape((b * l, d))?
+            .matmul(weight)?
+            .add(&repeat_rows(bias, b * l)?)?;
+        Ok(out.reshape((b, l, ()))?)
     }
 
     /// Layer norm composed of differentiable ops (candle-nn's fused kernel has no backward).
     fn layer_norm(&self, name: &str, x: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
         let mean = x.mean_keepdim(D::Minus1)?;
         let centred = x.broadcast_sub(&mean)?;
         let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred.broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)?;
-        Ok(normed
-            .broadcast_mul(self.tensor(&format!("{name}.weight"))?)?
-            .broadcast_add(self.tensor(&format!("{name}.bias"))?)?)
+        let normed = centred
+            .broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)?
+            .reshape((b * l, d))?;
+        let scaled = normed
+            .mul(&repeat_rows(
+                self.tensor(&format!("{name}.weight"))?,
+                b * l,
+            )?)?
+            .add(&repeat_rows(self.tensor(&format!("{name}.bias"))?, b * l)?)?;
+        Ok(scaled.reshape((b, l, d))?)
     }
 
     /// The query that scores products after a step: its state plus the time from the step to
@@ -615,6 +629,18 @@ pub struct Step {
 
 /// (batch, 1, L, L) additive mask: a step attends to itself and to earlier real steps only.
 /// A padding row attends to itself, so no row is all-masked (its output is ignored).
+/// `n` copies of a parameter as the rows of a matrix: (n, parameter's element count).
+///
+/// Written as `ones(n, 1) x parameter` rather than a broadcast because of the backward pass:
+/// candle sums a broadcast's gradient over the leading dimensions with a slow per-element
+/// index loop (most of the training time once the loss was fused), while the product's
+/// gradient is one small matrix product. The values are exact copies either way.
+fn repeat_rows(parameter: &Tensor, n: usize) -> Result<Tensor> {
+    let row = parameter.reshape((1, parameter.elem_count()))?;
+    let ones = Tensor::ones((n, 1), row.dtype(), row.device())?;
+    Ok(ones.matmul(&row)?)
+}
+
 fn attention_mask(valid: &[f32], b: usize, l: usize, device: &Device) -> Result<Tensor> {
     let mut mask = vec![MASKED; b * l * l];
     for sequence in 0..b {

@@ -12,9 +12,11 @@
 //! - Deterministic for a seed: initial weights, window order, dropout and samples all come from
 //!   one seeded ChaCha stream; candle's CPU kernels reduce in a fixed order.
 
+mod cross_entropy;
+
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -348,8 +350,7 @@ fn batch_loss(
         sampled_candidates(&vectors, &targets, items, rng)?
     };
     let logits = queries.matmul(&candidates.t()?)?;
-    let targets = Tensor::from_slice(&targets, targets.len(), device)?;
-    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?.to_dtype(DType::F32)?)
+    Ok(cross_entropy::softmax_cross_entropy(&logits, &targets)?)
 }
 
 /// The batch's targets plus a uniform sample of products: the candidate rows and the targets'
