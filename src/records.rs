@@ -83,14 +83,45 @@ pub struct Reason {
     pub item_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// One short sentence a page can show as-is ("Because you viewed Alien (1979)"). Worded
+    /// here only, so the CLI, the demo store and every other page read the same.
+    #[serde(default)]
+    pub text: String,
 }
 
 impl Reason {
+    /// Placed by the server's order.
     pub fn server() -> Self {
         Reason {
             kind: ReasonKind::Server,
             item_id: None,
             title: None,
+            text: "Popular in the store".into(),
+        }
+    }
+
+    /// Pulled up by a history item like it; `action` is what the shopper did with that item.
+    pub fn similar(action: EventKind, item_id: Option<String>, title: &str) -> Self {
+        let text = match action {
+            EventKind::Cart => format!("Because you added {title} to your cart"),
+            EventKind::Purchase => format!("Because you bought {title}"),
+            _ => format!("Because you viewed {title}"),
+        };
+        Reason {
+            kind: ReasonKind::Similar,
+            item_id,
+            title: Some(title.to_string()),
+            text,
+        }
+    }
+
+    /// Pulled up by a search the shopper typed.
+    pub fn search(query: &str) -> Self {
+        Reason {
+            kind: ReasonKind::Search,
+            item_id: None,
+            title: Some(query.to_string()),
+            text: format!("Matches your search '{query}'"),
         }
     }
 }
@@ -499,4 +530,28 @@ pub fn admit_candidates(parsed: Vec<Result<Candidate>>, vector_len: Option<usize
         admitted.candidates.push(candidate);
     }
     admitted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_as_one_sentence_each() {
+        let cart = Reason::similar(EventKind::Cart, Some("t-1".into()), "Trail shoes");
+        assert_eq!(cart.text, "Because you added Trail shoes to your cart");
+        assert_eq!(
+            Reason::similar(EventKind::View, None, "Alien (1979)").text,
+            "Because you viewed Alien (1979)"
+        );
+        assert_eq!(
+            Reason::search("trail shoes").text,
+            "Matches your search 'trail shoes'"
+        );
+        let json = serde_json::to_value(Reason::server()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "server", "text": "Popular in the store"})
+        );
+    }
 }

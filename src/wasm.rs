@@ -91,8 +91,13 @@ export interface ShopperEvent {
 }
 export interface Reason {
   kind: "similar" | "search" | "server";
+  /** The history item that pulled this product up (`similar`). */
   itemId?: string;
+  /** That item's title, or the search's words (`search`). */
   title?: string;
+  /** One sentence to show as-is: "Because you viewed Alien (1979)", "Matches your search
+   * 'trail shoes'", "Popular in the store". */
+  text: string;
 }
 export interface Ranked {
   id: string;

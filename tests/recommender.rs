@@ -189,6 +189,7 @@ fn a_recent_search_outweighs_older_views() {
     assert_eq!(category_of(&ranked[0].id), "bab");
     assert_eq!(ranked[0].reason.kind, ReasonKind::Search);
     assert_eq!(ranked[0].reason.title.as_deref(), Some("baby clothes"));
+    assert_eq!(ranked[0].reason.text, "Matches your search 'baby clothes'");
 }
 
 #[test]
@@ -200,7 +201,9 @@ fn cold_start_is_exactly_the_server_order() {
         ids(&ranked),
         candidates.iter().map(|c| c.id.as_str()).collect::<Vec<_>>()
     );
-    assert!(ranked.iter().all(|r| r.reason.kind == ReasonKind::Server));
+    assert!(ranked
+        .iter()
+        .all(|r| r.reason.kind == ReasonKind::Server && r.reason.text == "Popular in the store"));
     // With server scores: descending score, list order among ties.
     let scored: Vec<Candidate> = candidates
         .iter()
@@ -240,6 +243,15 @@ fn reasons_name_the_history_item_that_pulled_a_result_up() {
     assert_eq!(raised_bed.reason.kind, ReasonKind::Similar);
     assert_eq!(raised_bed.reason.item_id.as_deref(), Some("gar-2"));
     assert_eq!(raised_bed.reason.title.as_deref(), Some("Pruning shears"));
+    assert_eq!(raised_bed.reason.text, "Because you viewed Pruning shears");
+    // The sentence says what the shopper did with the item.
+    let bought = vec![
+        event(EventKind::View, "kit-5", 1.0),
+        event(EventKind::Purchase, "gar-2", 1.0),
+    ];
+    let ranked = rank(&mut rec, &bought, &candidates_without(&["kit-5", "gar-2"]));
+    let raised_bed = &ranked[position(&ranked, "gar-3")];
+    assert_eq!(raised_bed.reason.text, "Because you bought Pruning shears");
     let similar: Vec<&Ranked> = ranked
         .iter()
         .filter(|r| r.reason.kind == ReasonKind::Similar)

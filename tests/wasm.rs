@@ -152,6 +152,12 @@ fn recommender_ranks_end_to_end_with_reasons() {
     let reason = field(&first, "reason");
     let kind = field(&reason, "kind").as_string().unwrap();
     assert!(kind == "similar" || kind == "server", "{kind}");
+    // The sentence crosses the boundary for the page to show as-is.
+    let text = field(&reason, "text").as_string().unwrap();
+    assert!(
+        text.starts_with("Because you viewed ") || text == "Popular in the store",
+        "{text}"
+    );
     // No history: the server's order exactly.
     rec.clear();
     let cold: js_sys::Array = rec

@@ -68,11 +68,6 @@ function notice(text) {
   return li;
 }
 
-function reasonText(reason) {
-  if (reason.kind === "similar") return `because you viewed ${reason.title}`;
-  if (reason.kind === "search") return `because you searched "${reason.title}"`;
-  return "popular in the store";
-}
 
 /** A page view of a list: one request, then the grid. */
 async function showGrid(title, slot) {
@@ -97,8 +92,8 @@ async function showRecommended() {
       showWarning("Personal recommendations are unavailable for now; showing the store's picks.");
     }
   }
-  ranked ||= uniqueById(state.home).slice(0, RECOMMENDED).map((c) => ({ id: c.id, reason: { kind: "server" } }));
-  const cards = ranked.filter((r) => state.byId.has(r.id)).map((r) => card(state.byId.get(r.id), reasonText(r.reason)));
+  ranked ||= uniqueById(state.home).slice(0, RECOMMENDED).map((c) => ({ id: c.id, reason: { kind: "server", text: "Popular in the store" } }));
+  const cards = ranked.filter((r) => state.byId.has(r.id)).map((r) => card(state.byId.get(r.id), r.reason.text));
   $("recommended").replaceChildren(...cards);
 }
 

@@ -12,7 +12,7 @@
 use super::profile::{Profile, ProfileEntry};
 use super::vector::{cosine, dot, unit};
 use crate::cache::Vector;
-use crate::records::{Candidate, EventKind, Options, Ranked, Reason, ReasonKind};
+use crate::records::{Candidate, EventKind, Options, Ranked, Reason};
 
 /// A history item must be at least this similar to a candidate to be named as its reason.
 const REASON_SIMILARITY: f32 = 0.30;
@@ -270,16 +270,8 @@ fn calibrate(similarity: f64) -> f64 {
 
 fn reason_from(entry: &ProfileEntry) -> Reason {
     match entry.kind {
-        EventKind::Search => Reason {
-            kind: ReasonKind::Search,
-            item_id: None,
-            title: Some(entry.label.clone()),
-        },
-        _ => Reason {
-            kind: ReasonKind::Similar,
-            item_id: entry.item_id.clone(),
-            title: Some(entry.label.clone()),
-        },
+        EventKind::Search => Reason::search(&entry.label),
+        action => Reason::similar(action, entry.item_id.clone(), &entry.label),
     }
 }
 

@@ -86,7 +86,7 @@ test("candidates that cannot be ranked are left out and reported once; the rest 
   assert.ok(reported >= 4, `the repeat, the NaN, the infinity and the tail were reported: ${reported}`);
   await openCategory(page, "Horror");
   await openProduct(page, 0);
-  await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("because you viewed")), null, { timeout: 60_000 });
+  await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("Because you viewed")), null, { timeout: 60_000 });
   assert.equal(warnings.filter((w) => w.includes("not personalised")).length, reported, "each problem is reported once");
   assert.equal(await page.getAttribute("body", "data-ready"), "true");
   await close();

@@ -33,7 +33,7 @@ test("the store's encoder is fetched once, product records carry vectors, and vi
   await page.waitForFunction((ids) => [...document.querySelectorAll("#recommended .card")].map((c) => c.dataset.id).join() !== ids.join(), serverOrder, { timeout: 60_000 });
   const after = await recommendedCards(page);
   console.log(`store encoder: viewed ${viewed.join(",")}; top 8 now ${after.map((c) => `${c.id} (${c.reason})`).join("; ")}`);
-  assert.ok(after.some((c) => c.reason.startsWith("because you viewed")), "reasons stay");
+  assert.ok(after.some((c) => c.reason.startsWith("Because you viewed")), "reasons stay");
   assert.equal(requests.length, before, "views only re-rank on the device: no request");
 
   // A second visit takes the encoder from the cache.
@@ -56,6 +56,6 @@ test("an encoder that cannot be used is a warning, and ranking stays text-only",
   assert.ok(warnings.some((w) => w.includes("ranking by product text only") && w.includes("not a GGUF")), JSON.stringify(warnings));
   await openCategory(page, "Horror");
   for (let i = 0; i < 3; i++) await openProduct(page, i);
-  await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("because you viewed")), null, { timeout: 60_000 });
+  await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("Because you viewed")), null, { timeout: 60_000 });
   await close();
 });

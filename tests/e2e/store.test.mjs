@@ -19,7 +19,7 @@ async function viewCategory(page, category, count) {
     await openProduct(page, i);
   }
   // Each view re-ranks; wait until the row names one of these products as its reason.
-  await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("because you viewed")), null, { timeout: 60_000 });
+  await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("Because you viewed")), null, { timeout: 60_000 });
   return titles;
 }
 
@@ -39,7 +39,7 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   const horror = after.filter((c) => c.meta.includes("Horror"));
   console.log(`viewed ${JSON.stringify(viewed)}; Horror in the top 8: ${before} -> ${horror.length}`);
   assert.ok(horror.length >= before + 2, `same-genre items moved up: ${JSON.stringify(after)}`);
-  assert.ok(horror.some((c) => viewed.some((title) => c.reason === `because you viewed ${title}`)), "a matching reason names a viewed product");
+  assert.ok(horror.some((c) => viewed.some((title) => c.reason === `Because you viewed ${title}`)), "a matching reason names a viewed product");
   await page.screenshot({ path: join(ARTIFACTS, "store.png"), fullPage: true });
   await waitForSaved(page, 3);
 
@@ -78,7 +78,7 @@ test("no request, nor how many or when, depends on the shopper's history; nothin
       for (let i = 0; i < 4; i++) viewedIds.push(await openProduct(page, i));
       viewedIds.push(await openProduct(page, 4, "#add-to-cart"));
       viewedIds.push(await openProduct(page, 5, "#not-interested"));
-      await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("because you viewed")), null, { timeout: 60_000 });
+      await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("Because you viewed")), null, { timeout: 60_000 });
       assert.equal((await dataDialogLines(page)).length, 8, "4 views, a view and a cart, a view and a dismissal");
       await waitForSaved(page, 8);
     } else {

@@ -415,13 +415,8 @@ fn demo(model: &std::path::Path, catalog: &std::path::Path) -> Result<(), String
     let by_id: std::collections::HashMap<&str, &Candidate> =
         server.iter().map(|c| (c.id.as_str(), c)).collect();
     for r in ranked.iter().take(SHOWN) {
-        let because = match (&r.reason.kind, &r.reason.title) {
-            (localrank::ReasonKind::Similar, Some(t)) => format!("because you viewed {t}"),
-            (localrank::ReasonKind::Search, Some(q)) => format!("because you searched {q}"),
-            _ => "the store's pick".to_string(),
-        };
         let title = by_id[r.id.as_str()].title.as_str();
-        let _ = writeln!(out, "  {title:<44} {:.2}  {because}", r.score);
+        let _ = writeln!(out, "  {title:<44} {:.2}  {}", r.score, r.reason.text);
     }
     write_stdout(&out)
 }
