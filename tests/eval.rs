@@ -279,15 +279,21 @@ fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
 }
 
 #[test]
-fn the_store_model_trains_on_no_held_out_event() {
+fn the_store_model_trains_on_its_settings_training_part_only() {
     let ds = ml_100k();
-    let sequences = store_training_sequences(ds);
-    let single = training_part(ds, Setting::Single.training_cut());
-    let multi = training_part(ds, Setting::Multi.training_cut());
-    for (user, trained) in sequences.iter().enumerate() {
-        let items: Vec<usize> = trained.iter().map(|&(i, _)| i).collect();
-        // A prefix of both settings' training parts: no target, no later event.
-        assert!(single[user].starts_with(&items) && multi[user].starts_with(&items));
-        assert_eq!(items.len(), ds.users[user].events.len().saturating_sub(5));
+    for setting in [Setting::Single, Setting::Multi] {
+        let sequences = store_training_sequences(ds, setting);
+        let part = training_part(ds, setting.training_cut());
+        for (user, trained) in sequences.iter().enumerate() {
+            let items: Vec<usize> = trained.iter().map(|&(i, _)| i).collect();
+            // Exactly the part popularity and item-kNN learn from: no target, no later event.
+            assert_eq!(items, part[user], "{setting:?}, user {user}");
+            let events = &ds.users[user].events;
+            assert_eq!(
+                trained[..],
+                events[..events.len().saturating_sub(setting.training_cut())]
+            );
+            assert!(setting.training_cut() >= setting.held_out());
+        }
     }
 }

@@ -75,8 +75,8 @@ struct Trained {
     vectors: Vec<Vec<f32>>,
 }
 
-/// The store's sequence model, trained once on the strictest training part (every user's
-/// events before their last five), so it is leak-free for both settings.
+/// The store's sequence model, trained like every other learned ranker on its setting's
+/// training part.
 struct StoreModel {
     encoder: SequenceEncoder,
     encoder_bytes: Vec<u8>,
@@ -106,10 +106,6 @@ pub fn evaluate(
         recommenders.push(recommender);
     }
     let cold = cold_items(dataset, config.cold_items, config.protocol.seed)?;
-    let store = match recommenders.first_mut() {
-        Some(recommender) => Some(train_store(dataset, recommender, config, &cold, progress)?),
-        None => None,
-    };
     let rankers = ranker_list(recommenders.len());
     let names = ranker_names(&rankers, &recommenders);
     let bm25 = Bm25::new(&dataset.items);
@@ -126,17 +122,22 @@ pub fn evaluate(
         };
         let tasks = build_tasks(dataset, setting, &config.protocol, lists)?;
         let trained = train(dataset, setting, config.protocol.seed, &cold);
+        // A store retrains on what it has: each setting's model sees that setting's training
+        // part, as popularity and item-kNN do (and as LLMRank's SASRec did).
+        let store = match recommenders.first_mut() {
+            Some(recommender) => Some(train_store(
+                dataset,
+                setting,
+                recommender,
+                config,
+                &cold,
+                progress,
+            )?),
+            None => None,
+        };
         report.set_users(setting, tasks.len());
         for (ranker, name) in rankers.iter().zip(&names) {
-            let label = format!(
-                "{name} ({} users, {})",
-                tasks.len(),
-                if setting == Setting::Single {
-                    "single target"
-                } else {
-                    "5 targets"
-                }
-            );
+            let label = format!("{name} ({} users, {})", tasks.len(), setting.label());
             if let Ranker::Localrank { model, variant } = ranker {
                 match (variant, &store) {
                     (Variant::Store, Some(store)) => {
@@ -372,12 +373,10 @@ fn cold_items(dataset: &Dataset, fraction: f64, seed: u64) -> Result<HashSet<Ite
     Ok(items.into_iter().take(count).collect())
 }
 
-/// What the store's encoder is trained on: every user's events before their last
-/// `MULTI_TARGETS`, which is inside the training part of both settings.
-pub fn store_training_sequences(dataset: &Dataset) -> Vec<Vec<(ItemIx, i64)>> {
-    let cut = Setting::Multi
-        .training_cut()
-        .max(Setting::Single.training_cut());
+/// What the store's encoder is trained on in a setting: every user's events (with their times)
+/// before the setting's targets, the same training part the other learned rankers read.
+pub fn store_training_sequences(dataset: &Dataset, setting: Setting) -> Vec<Vec<(ItemIx, i64)>> {
+    let cut = setting.training_cut();
     dataset
         .users
         .iter()
@@ -385,10 +384,10 @@ pub fn store_training_sequences(dataset: &Dataset) -> Vec<Vec<(ItemIx, i64)>> {
         .collect()
 }
 
-/// Trains the store's encoder on every user's events before their last `MULTI_TARGETS`
-/// (the stricter of the two training parts), on the first model's text vectors.
+/// Trains the store's encoder on a setting's training part, on the first model's text vectors.
 fn train_store(
     dataset: &Dataset,
+    setting: Setting,
     recommender: &mut Recommender,
     config: &EvalConfig,
     cold: &HashSet<ItemIx>,
@@ -399,7 +398,7 @@ fn train_store(
         .iter()
         .map(|v| v.to_vec())
         .collect();
-    let mut sequences = store_training_sequences(dataset);
+    let mut sequences = store_training_sequences(dataset, setting);
     for events in &mut sequences {
         events.retain(|(item, _)| !cold.contains(item));
     }
@@ -416,7 +415,13 @@ fn train_store(
     };
     let trained = crate::train::train(&data, &train_config, &mut |p| {
         progress(
-            &format!("training epoch {}/{} loss {:.3}", p.epoch, p.epochs, p.loss),
+            &format!(
+                "training the store model ({}) epoch {}/{} loss {:.3}",
+                setting.label(),
+                p.epoch,
+                p.epochs,
+                p.loss
+            ),
             p.batch,
             p.batches,
         )

@@ -35,6 +35,14 @@ impl Setting {
         }
     }
 
+    /// How progress and reports name the setting.
+    pub fn label(self) -> &'static str {
+        match self {
+            Setting::Single => "single target",
+            Setting::Multi => "5 targets",
+        }
+    }
+
     /// Events per user held out of training: LLMRank's validation + test for the single
     /// setting, the five targets for the multi one.
     pub fn training_cut(self) -> usize {
