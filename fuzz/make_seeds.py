@@ -110,6 +110,8 @@ def main() -> None:
     write("records", "options.json", '{"diversity": 0.2, "serverWeight": 0.3, "limit": 5}')
     write("saved_state", "v1.json", json.dumps({"version": 1, "events": events}))
     write("saved_state", "v0.json", json.dumps(events))
+    # The encoder target patches a valid encoder it builds itself; an empty input is its seed.
+    write("encoder", "no-patches.bin", b"")
     write("saved_state", "bad-event.json", '{"version": 1, "events": [{"kind": "view", "at": "x"}]}')
 
 
