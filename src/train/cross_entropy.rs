@@ -14,6 +14,8 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::model::ops::exp;
+
 /// The mean over rows of `-log softmax(logits[row])[targets[row]]`, differentiable in `logits`.
 /// `logits` is an (n, classes) f32 matrix, `targets` n class indices below `classes`.
 pub fn softmax_cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
@@ -105,8 +107,9 @@ fn row_loss_and_gradient(row: &[f32], target: usize, scale: f32, out: &mut [f32]
     max + sum.ln() - row[target]
 }
 
-/// `out[i] = exp(row[i] - max)`, returning their sum: with AVX2 and FMA where the CPU has
-/// them (the loop vectorises 8 wide), else the same code for the baseline target.
+/// `out[i] = exp(row[i] - max)`, returning their sum: the model's branch-free exp (libm's
+/// `expf` does not vectorise, and was a fifth of the loss's time), with AVX2 and FMA where the
+/// CPU has them (the loop vectorises 8 wide), else the same code for the baseline target.
 fn exp_shifted(row: &[f32], max: f32, out: &mut [f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -128,45 +131,11 @@ fn exp_shifted_portable(row: &[f32], max: f32, out: &mut [f32]) -> f32 {
     let mut sums = [0f32; 8];
     for (rows, outs) in row.chunks(8).zip(out.chunks_mut(8)) {
         for ((x, o), s) in rows.iter().zip(outs.iter_mut()).zip(sums.iter_mut()) {
-            *o = exp_non_positive(x - max);
+            *o = exp(x - max);
             *s += *o;
         }
     }
     sums.iter().sum()
-}
-
-/// e^x for x <= 0 (a logit minus its row's maximum), to about 2e-7 relative error, written
-/// without calls or branches so that the loop around it vectorises (libm's `expf` does not,
-/// and was a fifth of the loss's time). Range reduction x = k ln2 + r, |r| <= ln2 / 2, then a
-/// degree-6 Taylor polynomial for e^r, and 2^k put into the exponent bits.
-#[inline(always)]
-fn exp_non_positive(x: f32) -> f32 {
-    const LOG2_E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HIGH: f32 = 0.693_145_75;
-    const LN2_LOW: f32 = 1.428_606_8e-6;
-    // Adding 1.5 * 2^23 rounds to the nearest integer in the low mantissa bits.
-    const ROUNDER: f32 = 12_582_912.0;
-    // Below this e^x underflows f32's normal range; 0 is the right softmax weight there.
-    let clamped = x.max(-87.0);
-    let shifted = clamped * LOG2_E + ROUNDER;
-    let k = shifted - ROUNDER;
-    let r = clamped - k * LN2_HIGH - k * LN2_LOW;
-    let p = 1.0 / 720.0;
-    let p = p * r + 1.0 / 120.0;
-    let p = p * r + 1.0 / 24.0;
-    let p = p * r + 1.0 / 6.0;
-    let p = p * r + 0.5;
-    let p = p * r + 1.0;
-    let p = p * r + 1.0;
-    // k is in [-126, 0]: 2^k is a normal float with exponent bits k + 127.
-    let k_bits = shifted.to_bits().wrapping_sub(ROUNDER.to_bits());
-    let two_to_k = f32::from_bits(k_bits.wrapping_add(127) << 23);
-    let value = p * two_to_k;
-    if x < -87.0 {
-        0.0
-    } else {
-        value
-    }
 }
 
 #[cfg(test)]
@@ -214,23 +183,6 @@ mod tests {
         {
             assert!((f - c).abs() < 1e-6, "gradient {f} vs {c}");
         }
-    }
-
-    #[test]
-    fn the_vectorised_exp_matches_the_library_one() {
-        let mut x = 0.0f32;
-        while x > -100.0 {
-            let (fast, exact) = (exp_non_positive(x), x.exp());
-            let error = if exact > 1e-30 {
-                (fast - exact).abs() / exact
-            } else {
-                fast.abs()
-            };
-            assert!(error < 1e-6, "exp({x}): {fast} vs {exact}");
-            x -= 0.013;
-        }
-        assert_eq!(exp_non_positive(0.0), 1.0);
-        assert_eq!(exp_non_positive(f32::NEG_INFINITY), 0.0);
     }
 
     #[test]
