@@ -216,7 +216,7 @@ fn load_events(
             UserHistory { user_id, events }
         })
         .collect();
-    users.sort_by(|a, b| natural_key(&a.user_id).cmp(&natural_key(&b.user_id)));
+    users.sort_by_cached_key(|u| natural_key(&u.user_id));
     Ok(users)
 }
 

@@ -365,7 +365,7 @@ fn with_projections(
                     texts[i].len()
                 )));
             }
-            flat.extend_from_slice(&texts[i]);
+            flat.extend_from_slice(texts[i]);
         }
         let matrix = candle_core::Tensor::from_vec(
             flat,

@@ -90,7 +90,7 @@ fn bad_model_files_are_js_errors_with_messages() {
 fn non_string_texts_are_named() {
     let embedder = Embedder::new(MODEL).unwrap();
     let texts = js_sys::Array::of2(&JsValue::from_str("ok"), &JsValue::from_f64(3.0));
-    let err = message(embedder.embed(texts).err().expect("a number is not a text"));
+    let err = message(embedder.embed(texts).expect_err("a number is not a text"));
     assert_eq!(err, "texts[1] is not a string");
 }
 

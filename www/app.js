@@ -27,7 +27,7 @@ async function fetchList(slot, n) {
     if (!Array.isArray(list)) throw new Error("not a list");
   } catch (error) {
     console.warn(`localrank store: list ${slot}: ${error.message}`);
-    throw new Error("The store could not load these products right now. Please try again later.");
+    throw new Error("The store could not load these products right now. Please try again later.", { cause: error });
   }
   const usable = list.filter((item) => item && typeof item === "object" && typeof item.id === "string" && typeof item.title === "string");
   for (const item of usable) if (!state.byId.has(item.id)) state.byId.set(item.id, item);
@@ -111,7 +111,8 @@ async function loadHome() {
 /** Records a shopper event on this device, then re-ranks locally. Never throws. */
 async function record(kind, item) {
   if (!state.rec || !item) return;
-  const { score, ...product } = item; // the server's score is not part of the shopper's history
+  // eslint-disable-next-line no-unused-vars -- the server's score is not part of the shopper's history
+  const { score, ...product } = item;
   try {
     await state.rec.record({ kind, at: Date.now(), item: product });
   } catch (error) {
@@ -188,7 +189,7 @@ function setAsideLine(copy) {
 async function storedData() {
   if (state.rec) return { events: await state.rec.history(), setAside: await state.rec.setAside() };
   const { history, setAside } = await LocalRank.storedData();
-  let events = [];
+  let events;
   try {
     events = history ? JSON.parse(history).events || [] : [];
   } catch {

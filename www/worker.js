@@ -107,7 +107,7 @@ function changeAndSave(change) {
       await saveHistory(recommender.exportState());
     } catch (error) {
       recommender.importState(before);
-      throw new Error(`could not save your history on this device: ${storageProblem(error)}. Nothing was changed.`);
+      throw new Error(`could not save your history on this device: ${storageProblem(error)}. Nothing was changed.`, { cause: error });
     }
     return result;
   });
@@ -192,7 +192,7 @@ const methods = {
       try {
         await eraseAll();
       } catch (error) {
-        throw new Error(`could not erase the history on this device: ${storageProblem(error)}`);
+        throw new Error(`could not erase the history on this device: ${storageProblem(error)}`, { cause: error });
       }
       recommender.clear();
       savingBlocked = null;

@@ -73,6 +73,8 @@ struct Trained {
     popularity: Vec<f64>,
     knn: ItemKnn,
     vectors: Vec<Vec<f32>>,
+    /// The store's sequence model, where a language model was given to embed the catalog.
+    store: Option<StoreModel>,
 }
 
 /// The store's sequence model, trained like every other learned ranker on its setting's
@@ -121,10 +123,10 @@ pub fn evaluate(
             None
         };
         let tasks = build_tasks(dataset, setting, &config.protocol, lists)?;
-        let trained = train(dataset, setting, config.protocol.seed, &cold);
+        let mut trained = train(dataset, setting, config.protocol.seed, &cold);
         // A store retrains on what it has: each setting's model sees that setting's training
         // part, as popularity and item-kNN do (and as LLMRank's SASRec did).
-        let store = match recommenders.first_mut() {
+        trained.store = match recommenders.first_mut() {
             Some(recommender) => Some(train_store(
                 dataset,
                 setting,
@@ -139,7 +141,7 @@ pub fn evaluate(
         for (ranker, name) in rankers.iter().zip(&names) {
             let label = format!("{name} ({} users, {})", tasks.len(), setting.label());
             if let Ranker::Localrank { model, variant } = ranker {
-                match (variant, &store) {
+                match (variant, &trained.store) {
                     (Variant::Store, Some(store)) => {
                         recommenders[*model].set_encoder(&store.encoder_bytes)?
                     }
@@ -152,7 +154,6 @@ pub fn evaluate(
                     task,
                     dataset,
                     &trained,
-                    store.as_ref(),
                     &bm25,
                     &mut recommenders,
                     config,
@@ -230,6 +231,7 @@ fn train(dataset: &Dataset, setting: Setting, seed: u64, cold: &HashSet<ItemIx>)
         popularity: baselines::popularity(&training, items),
         knn: ItemKnn::new(&training, items),
         vectors: baselines::collaborative_vectors(&training, items, COLLABORATIVE_DIM, seed),
+        store: None,
     }
 }
 
@@ -245,7 +247,6 @@ fn rank(
     task: &Task,
     dataset: &Dataset,
     trained: &Trained,
-    store: Option<&StoreModel>,
     bm25: &Bm25,
     recommenders: &mut [Recommender],
     config: &EvalConfig,
@@ -263,7 +264,10 @@ fn rank(
         Ranker::Bm25 => by_score(&task.candidates, |c| bm25.score(&history, c)),
         Ranker::ItemKnn => by_score(&task.candidates, |c| trained.knn.score(&history, c)),
         Ranker::Sequential => {
-            let store = store.ok_or_else(|| Error::Inference("no store model".into()))?;
+            let store = trained
+                .store
+                .as_ref()
+                .ok_or_else(|| Error::Inference("no store model".into()))?;
             sequential(store, task)?
         }
         Ranker::Localrank { model, variant } => localrank(
@@ -272,7 +276,6 @@ fn rank(
             task,
             dataset,
             trained,
-            store,
             &config.options,
         )?,
     })
@@ -284,12 +287,11 @@ fn localrank(
     task: &Task,
     dataset: &Dataset,
     trained: &Trained,
-    store: Option<&StoreModel>,
     options: &Options,
 ) -> Result<Vec<ItemIx>> {
     let with_vector = |item: ItemIx| {
         let mut candidate = dataset.items[item].clone();
-        match (variant, store) {
+        match (variant, &trained.store) {
             (Variant::Hybrid, _) => candidate.vector = Some(trained.vectors[item].clone()),
             (Variant::Store, Some(store)) => {
                 candidate.vector = Some(store.item_vectors[item].clone())

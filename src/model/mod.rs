@@ -73,7 +73,8 @@ impl Embedder {
         })?;
         let vector = embedder.embed(&[gguf::PROBE_TEXT])?;
         let similarity = ops::dot(&vector.data, &probe);
-        if !(similarity >= PROBE_MIN_COSINE) {
+        // NaN (a broken model) fails too.
+        if similarity.is_nan() || similarity < PROBE_MIN_COSINE {
             return Err(Error::model(format!(
                 "the model does not compute what it was converted to compute (probe cosine \
                  {similarity:.4}, expected >= {PROBE_MIN_COSINE}): its metadata or weights are \

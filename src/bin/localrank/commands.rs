@@ -298,7 +298,6 @@ fn embed(model: &std::path::Path) -> Result<(), String> {
     let stdin = std::io::stdin();
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut chunk: Vec<String> = Vec::with_capacity(CHUNK);
-    let mut line_number = 0usize;
     let mut write_chunk = |chunk: &mut Vec<String>| -> Result<std::io::Result<()>, String> {
         let vectors = embedder.embed(chunk).map_err(|e| e.to_string())?;
         chunk.clear();
@@ -308,8 +307,8 @@ fn embed(model: &std::path::Path) -> Result<(), String> {
         });
         Ok(written)
     };
-    for line in stdin.lock().lines() {
-        line_number += 1;
+    for (index, line) in stdin.lock().lines().enumerate() {
+        let line_number = index + 1;
         let line = line.map_err(|e| format!("stdin line {line_number} is not UTF-8 text: {e}"))?;
         chunk.push(line.strip_suffix('\r').map(str::to_string).unwrap_or(line));
         if chunk.len() == CHUNK {
@@ -324,7 +323,6 @@ fn embed(model: &std::path::Path) -> Result<(), String> {
     } else {
         write_chunk(&mut chunk)?
     };
-    drop(write_chunk);
     finish_output(written.and_then(|()| out.flush()))
 }
 
