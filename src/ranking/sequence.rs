@@ -627,8 +627,6 @@ pub struct Step {
     pub at_seconds: f64,
 }
 
-/// (batch, 1, L, L) additive mask: a step attends to itself and to earlier real steps only.
-/// A padding row attends to itself, so no row is all-masked (its output is ignored).
 /// `n` copies of a parameter as the rows of a matrix: (n, parameter's element count).
 ///
 /// Written as `ones(n, 1) x parameter` rather than a broadcast because of the backward pass:
@@ -641,6 +639,8 @@ fn repeat_rows(parameter: &Tensor, n: usize) -> Result<Tensor> {
     Ok(ones.matmul(&row)?)
 }
 
+/// (batch, 1, L, L) additive mask: a step attends to itself and to earlier real steps only.
+/// A padding row attends to itself, so no row is all-masked (its output is ignored).
 fn attention_mask(valid: &[f32], b: usize, l: usize, device: &Device) -> Result<Tensor> {
     let mut mask = vec![MASKED; b * l * l];
     for sequence in 0..b {
