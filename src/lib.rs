@@ -27,4 +27,4 @@ pub mod wasm;
 pub use error::{Error, Result};
 pub use model::{Embedder, Embeddings};
 pub use recommender::Recommender;
-pub use records::{Candidate, Event, EventKind, Options, Ranked, Reason, ReasonKind};
+pub use records::{Candidate, Context, Event, EventKind, Options, Ranked, Reason, ReasonKind};

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{EmbeddingCache, Vector, DEFAULT_CAPACITY};
 use crate::error::{Error, Result};
 use crate::model::Embedder;
-use crate::ranking::profile::{age_weight, kind_weight, normalise, Profile, ProfileEntry};
+use crate::ranking::profile::{
+    age_weight, kind_weight, lean_toward_context, normalise, Profile, ProfileEntry,
+};
 use crate::ranking::rerank::{rerank, CandidateInput};
+use crate::ranking::sentiment;
 use crate::ranking::sequence::{kind_index, SequenceEncoder, Step};
 use crate::records::{
     keep_newest, validate_candidates, Candidate, Event, EventKind, Options, Ranked,
@@ -201,33 +204,40 @@ impl Recommender {
         }
         let mut newest: Vec<&Event> = history.iter().collect();
         keep_newest(&mut newest, MAX_HISTORY_EVENTS);
-        let history = without_dismissed_interest(&newest);
         if !now_ms.is_finite() {
             return Err(Error::invalid(
                 "now",
                 format!("{now_ms} is not epoch milliseconds"),
             ));
         }
+        let sentiments = self.review_sentiments(&newest)?;
+        let felt: Vec<(&Event, f64)> = newest.into_iter().zip(sentiments).collect();
+        let (history, sentiments): (Vec<&Event>, Vec<f64>) =
+            without_retracted_interest(&felt).into_iter().unzip();
         let texts: Vec<String> = candidates
             .iter()
             .map(Candidate::embedding_text)
-            .chain(history.iter().map(|e| event_text(e)))
+            .chain(
+                history
+                    .iter()
+                    .zip(&sentiments)
+                    .map(|(e, &s)| event_text(e, s)),
+            )
             .collect();
         let vectors = self.cache.embed(&self.embedder, &texts)?;
         let (candidate_vectors, history_vectors) = vectors.split_at(candidates.len());
-        let entries = history
+        let mut entries: Vec<ProfileEntry> = history
             .iter()
+            .zip(&sentiments)
             .zip(history_vectors.iter())
-            .map(|(event, text)| ProfileEntry {
-                kind: event.kind,
-                weight: kind_weight(event.kind)
-                    * age_weight(event.kind, event.at, now_ms, options.half_life_days),
-                text: text.clone(),
-                collaborative: event.item.as_ref().and_then(unit_collaborative),
-                item_id: event.item_id().map(str::to_string),
-                label: event_label(event),
+            .map(|((event, &sentiment), text)| {
+                profile_entry(event, sentiment, text.clone(), now_ms, &options)
             })
             .collect();
+        if let Some(context) = &options.context {
+            let context_vectors = self.cache.embed(&self.embedder, &context.texts())?;
+            lean_toward_context(&mut entries, &context_vectors);
+        }
         let profile = Profile::build(entries);
         let store = match &self.encoder {
             Some(encoder) => Some(store_relevance(
@@ -258,6 +268,72 @@ impl Recommender {
             })
             .collect();
         Ok(rerank(&profile, &inputs, &options))
+    }
+}
+
+impl Recommender {
+    /// How each event's review feels (-1..1; 0 for other kinds): its stars when it has them,
+    /// else its text read against the sentiment anchors (embedded with the text, once each).
+    fn review_sentiments(&mut self, events: &[&Event]) -> Result<Vec<f64>> {
+        let unrated: Vec<String> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Review && e.rating.is_none())
+            .map(|e| e.text.clone().unwrap_or_default())
+            .collect();
+        let mut read = if unrated.is_empty() {
+            Vec::new()
+        } else {
+            let anchors = sentiment::POSITIVE_ANCHORS
+                .iter()
+                .chain(sentiment::NEGATIVE_ANCHORS)
+                .map(|a| a.to_string());
+            let texts: Vec<String> = anchors.chain(unrated).collect();
+            let vectors = self.cache.embed(&self.embedder, &texts)?;
+            let (anchors, reviews) = vectors
+                .split_at(sentiment::POSITIVE_ANCHORS.len() + sentiment::NEGATIVE_ANCHORS.len());
+            let (positive, negative) = anchors.split_at(sentiment::POSITIVE_ANCHORS.len());
+            reviews
+                .iter()
+                .map(|review| sentiment::from_text(review, positive, negative))
+                .collect()
+        }
+        .into_iter();
+        Ok(events
+            .iter()
+            .map(|e| match (e.kind, e.rating) {
+                (EventKind::Review, Some(stars)) => sentiment::from_rating(stars),
+                (EventKind::Review, None) => read.next().unwrap_or(0.0),
+                _ => 0.0,
+            })
+            .collect())
+    }
+}
+
+/// One history event as the profile reads it. A glad review pulls up what resembles its words
+/// (what the shopper liked in the product), as strongly as it is glad; an unhappy one pushes the
+/// product's look-alikes away like a dismissal, as strongly as it is unhappy.
+fn profile_entry(
+    event: &Event,
+    sentiment: f64,
+    text: Vector,
+    now_ms: f64,
+    options: &Options,
+) -> ProfileEntry {
+    let pushes_away = event.kind == EventKind::Dismiss || sentiment < 0.0;
+    let (kind_strength, feeling) = match event.kind {
+        EventKind::Review if sentiment < 0.0 => (kind_weight(EventKind::Dismiss), -sentiment),
+        EventKind::Review => (kind_weight(EventKind::Review), sentiment),
+        kind => (kind_weight(kind), 1.0),
+    };
+    let age = age_weight(event.kind, event.at, now_ms, options.half_life_days);
+    ProfileEntry {
+        kind: event.kind,
+        weight: (kind_strength * age * feeling).max(f64::MIN_POSITIVE),
+        pushes_away,
+        text,
+        collaborative: event.item.as_ref().and_then(unit_collaborative),
+        item_id: event.item_id().map(str::to_string),
+        label: event_label(event),
     }
 }
 
@@ -400,9 +476,18 @@ fn check_store_vector(encoder: &SequenceEncoder, item: &Candidate, record: &str)
     }
 }
 
-fn event_text(event: &Event) -> String {
+/// The text that stands for an event in the profile: a search's words; for a glad review, the
+/// product's text followed by the shopper's words (the product as they liked it: "soft and
+/// warm" onesies pull up warm baby things); else the product's text (an unhappy review pushes
+/// its look-alikes).
+fn event_text(event: &Event, sentiment: f64) -> String {
     match (&event.item, event.kind) {
         (_, EventKind::Search) => event.query.clone().unwrap_or_default(),
+        (Some(item), EventKind::Review) if sentiment > 0.0 => format!(
+            "{}. {}",
+            item.embedding_text(),
+            event.text.as_deref().unwrap_or_default()
+        ),
         (Some(item), _) => item.embedding_text(),
         (None, _) => String::new(),
     }
@@ -422,26 +507,35 @@ fn unit_collaborative(candidate: &Candidate) -> Option<Vec<f32>> {
     })
 }
 
-/// The events that speak for the shopper's taste: a product's view, cart or purchase recorded
-/// at or before the shopper dismissed it no longer counts as interest ("not interested"
-/// overrides having opened it). Later positive events count again (they changed their mind).
-fn without_dismissed_interest<'a>(history: &[&'a Event]) -> Vec<&'a Event> {
-    let mut dismissed_at: std::collections::HashMap<&str, f64> = Default::default();
-    for event in history.iter().filter(|e| e.kind == EventKind::Dismiss) {
+/// The events that speak for the shopper's taste, with their review sentiment. Saying no to a
+/// product (a dismissal, or a review that did not like it) overrides the product's view, cart or
+/// purchase recorded at or before it ("not interested" overrides having opened it); later
+/// positive events count again (they changed their mind). A review that feels nothing either way
+/// (3 stars) says nothing and is left out.
+fn without_retracted_interest<'a>(history: &[(&'a Event, f64)]) -> Vec<(&'a Event, f64)> {
+    let says_no = |event: &Event, sentiment: f64| {
+        event.kind == EventKind::Dismiss || (event.kind == EventKind::Review && sentiment < 0.0)
+    };
+    let mut retracted_at: std::collections::HashMap<&str, f64> = Default::default();
+    for &(event, _) in history.iter().filter(|(e, s)| says_no(e, *s)) {
         if let Some(id) = event.item_id() {
-            let at = dismissed_at.entry(id).or_insert(event.at);
+            let at = retracted_at.entry(id).or_insert(event.at);
             *at = at.max(event.at);
         }
     }
     history
         .iter()
         .copied()
-        .filter(|event| {
-            event.kind == EventKind::Dismiss
-                || event
+        .filter(|&(event, sentiment)| {
+            if says_no(event, sentiment) {
+                return true;
+            }
+            let neutral_review = event.kind == EventKind::Review && sentiment == 0.0;
+            !neutral_review
+                && event
                     .item_id()
-                    .and_then(|id| dismissed_at.get(id))
-                    .is_none_or(|&dismissed| event.at > dismissed)
+                    .and_then(|id| retracted_at.get(id))
+                    .is_none_or(|&retracted| event.at > retracted)
         })
         .collect()
 }

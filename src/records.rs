@@ -16,8 +16,15 @@ pub const MAX_ID_BYTES: usize = 512;
 /// Titles and search queries are cut to this many bytes (at a character boundary), never
 /// refused: real marketplace titles run long, and 256 tokens of text fit in far less.
 pub const MAX_TITLE_BYTES: usize = 2048;
-/// Descriptions are cut to this many bytes where records are stored (the history).
+/// Descriptions and review texts are cut to this many bytes where records are stored (the
+/// history): the model reads 256 tokens, which fit in far less.
 pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+/// A product's public review snippets: more than this many are refused (the store sends a few
+/// or a summary, not its review database), and each is cut to `MAX_TITLE_BYTES`.
+pub const MAX_PUBLIC_REVIEWS: usize = 50;
+/// How much of a product's public reviews joins the text the model embeds, in characters:
+/// after the title, categories and description start, within the model's short budget.
+pub const REVIEW_TEXT_CHARS: usize = 160;
 
 /// A product the store's server proposes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,21 +46,31 @@ pub struct Candidate {
     /// run (its width); without one, a collaborative vector (what people buy together).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+    /// A few short review snippets (or a summary) the store publishes for everyone: they join
+    /// the text the model reads for this product (the first `REVIEW_TEXT_CHARS` of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviews: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What the shopper did. `View` is the default only for `..Default::default()` in struct
+/// literals: every event names its kind in JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
+    #[default]
     View,
     Cart,
     Purchase,
     Search,
     Dismiss,
+    /// The shopper's own words about a product (`text`, optionally `rating` 1-5).
+    Review,
 }
 
-/// Something the shopper did on this device. `item` for view/cart/purchase/dismiss, `query` for
-/// search. `at` is epoch milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Something the shopper did on this device. `item` for view/cart/purchase/dismiss/review,
+/// `query` for search, `text` (and optionally `rating`, 1-5 stars) for review. `at` is epoch
+/// milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub kind: EventKind,
@@ -62,6 +79,26 @@ pub struct Event {
     pub item: Option<Candidate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// A review's text: what the shopper wrote about `item`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A review's stars, 1 to 5. Without it, the text's sentiment decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<f64>,
+}
+
+impl EventKind {
+    /// The kind as JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::View => "view",
+            EventKind::Cart => "cart",
+            EventKind::Purchase => "purchase",
+            EventKind::Search => "search",
+            EventKind::Dismiss => "dismiss",
+            EventKind::Review => "review",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +142,7 @@ impl Reason {
         let text = match action {
             EventKind::Cart => format!("Because you added {title} to your cart"),
             EventKind::Purchase => format!("Because you bought {title}"),
+            EventKind::Review => format!("Because you liked {title}"),
             _ => format!("Because you viewed {title}"),
         };
         Reason {
@@ -151,6 +189,50 @@ pub struct Options {
     pub exclude_purchased: bool,
     /// Return at most this many results; 0 = all. Default 0.
     pub limit: usize,
+    /// What the shopper is looking at now: leans the profile toward the interests that match
+    /// it. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
+}
+
+/// The page the shopper is on: a product page's product, a category, the search box's text (any
+/// of them). Read on the device like the history; it only re-weights the shopper's interests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Context {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Candidate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+impl Context {
+    /// The texts the model reads for the context (each part on its own, cut like titles).
+    pub fn texts(&self) -> Vec<String> {
+        let item = self.item.as_ref().map(Candidate::embedding_text);
+        let words = [&self.category, &self.query]
+            .into_iter()
+            .flatten()
+            .map(|t| cut_at_char_boundary(t.trim(), MAX_TITLE_BYTES).to_string());
+        item.into_iter()
+            .chain(words)
+            .filter(|t| !t.trim().is_empty())
+            .collect()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(item) = &self.item {
+            item.validate("options.context.item")?;
+        }
+        for (field, text) in [("category", &self.category), ("query", &self.query)] {
+            if let Some(text) = text {
+                check_text("options.context", field, text)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Options {
@@ -161,6 +243,7 @@ impl Default for Options {
             half_life_days: 14.0,
             exclude_purchased: true,
             limit: 0,
+            context: None,
         }
     }
 }
@@ -184,6 +267,9 @@ impl Options {
                 "options.halfLifeDays",
                 format!("{} is not a positive number of days", self.half_life_days),
             ));
+        }
+        if let Some(context) = &self.context {
+            context.validate()?;
         }
         Ok(())
     }
@@ -258,6 +344,15 @@ impl Candidate {
                 ));
             }
         }
+        if self.reviews.len() > MAX_PUBLIC_REVIEWS {
+            return Err(Error::invalid(
+                format!("{record}.reviews"),
+                format!(
+                    "has {} snippets, the limit is {MAX_PUBLIC_REVIEWS}: send a few or a summary",
+                    self.reviews.len()
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -268,10 +363,14 @@ impl Candidate {
         if let Some(description) = &mut self.description {
             cut_in_place(description, MAX_DESCRIPTION_BYTES);
         }
+        for review in &mut self.reviews {
+            cut_in_place(review, MAX_TITLE_BYTES);
+        }
     }
 
-    /// The text the language model reads for this product: title, categories and the start of
-    /// the description. Kept short on purpose: re-ranking embeds a page of products at once.
+    /// The text the language model reads for this product: title, categories, the start of
+    /// the description and of the public reviews. Kept short on purpose: re-ranking embeds a
+    /// page of products at once.
     pub fn embedding_text(&self) -> String {
         const DESCRIPTION_CHARS: usize = 100;
         let mut text = cut_at_char_boundary(self.title.trim(), MAX_TITLE_BYTES).to_string();
@@ -289,6 +388,16 @@ impl Candidate {
             text.push_str(". ");
             text.extend(description.chars().take(DESCRIPTION_CHARS));
         }
+        let reviews: Vec<&str> = self
+            .reviews
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+            .collect();
+        if !reviews.is_empty() {
+            text.push_str(". Reviews: ");
+            text.extend(reviews.join(" / ").chars().take(REVIEW_TEXT_CHARS));
+        }
         text
     }
 }
@@ -301,13 +410,42 @@ impl Event {
                 format!("{} is not epoch milliseconds", self.at),
             ));
         }
+        if self.kind == EventKind::Review {
+            check_text(record, "text", self.text.as_deref().unwrap_or(""))?;
+        } else {
+            for (field, present) in [
+                ("text", self.text.is_some()),
+                ("rating", self.rating.is_some()),
+            ] {
+                if present {
+                    return Err(Error::invalid(
+                        format!("{record}.{field}"),
+                        format!(
+                            "only a review has a {field} (this is a {})",
+                            self.kind.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(rating) = self.rating {
+            if !(1.0..=5.0).contains(&rating) {
+                return Err(Error::invalid(
+                    format!("{record}.rating"),
+                    format!("{rating} is not a rating from 1 to 5 stars"),
+                ));
+            }
+        }
         match self.kind {
             EventKind::Search => check_text(record, "query", self.query.as_deref().unwrap_or("")),
             _ => match &self.item {
                 Some(item) => item.validate(&format!("{record}.item")),
                 None => Err(Error::invalid(
                     format!("{record}.item"),
-                    format!("is missing (a {:?} event needs the product)", self.kind),
+                    format!(
+                        "is missing (a {} event needs the product)",
+                        self.kind.name()
+                    ),
                 )),
             },
         }
@@ -320,6 +458,9 @@ impl Event {
         }
         if let Some(query) = &mut self.query {
             cut_in_place(query, MAX_TITLE_BYTES);
+        }
+        if let Some(text) = &mut self.text {
+            cut_in_place(text, MAX_DESCRIPTION_BYTES);
         }
     }
 

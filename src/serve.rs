@@ -315,6 +315,7 @@ mod tests {
     #[test]
     fn long_search_queries_are_refused_before_any_matching() {
         let item = Candidate {
+            reviews: Vec::new(),
             id: "1".into(),
             title: "Alien (1979)".into(),
             description: None,

@@ -80,14 +80,21 @@ export interface Candidate {
    *  loaded (`setEncoder`), the product vector from the same `localrank train` run; without,
    *  a collaborative vector. */
   vector?: number[];
+  /** A few short public review snippets (or a summary) the store publishes for everyone; they
+   *  join the text the model reads for this product. At most 50. */
+  reviews?: string[];
 }
-export type EventKind = "view" | "cart" | "purchase" | "search" | "dismiss";
-/** Something the shopper did. `at`: epoch ms. `item` for view/cart/purchase/dismiss, `query` for search. */
+export type EventKind = "view" | "cart" | "purchase" | "search" | "dismiss" | "review";
+/** Something the shopper did. `at`: epoch ms. `item` for view/cart/purchase/dismiss/review,
+ *  `query` for search, `text` (and optionally `rating`, 1-5 stars) for review: what the shopper
+ *  wrote about the product, kept on the device like every other event. */
 export interface ShopperEvent {
   kind: EventKind;
   at: number;
   item?: Omit<Candidate, "score">;
   query?: string;
+  text?: string;
+  rating?: number;
 }
 export interface Reason {
   kind: "similar" | "search" | "server";
@@ -121,6 +128,14 @@ export interface RankOptions {
   halfLifeDays?: number;
   excludePurchased?: boolean;
   limit?: number;
+  /** What the shopper is looking at now: leans the profile toward the interests that match it. */
+  context?: RankContext;
+}
+/** The page the shopper is on (any of): a product page's product, a category, the search box. */
+export interface RankContext {
+  item?: Omit<Candidate, "score">;
+  category?: string;
+  query?: string;
 }
 "#;
 

@@ -71,6 +71,47 @@ fn rank_names_the_history_line_counting_blank_lines() {
     );
 }
 
+/// The ids `localrank rank` printed, in order.
+fn ranked_ids(output: &std::process::Output) -> Vec<String> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let ranked: Vec<localrank::Ranked> = serde_json::from_slice(&output.stdout).unwrap();
+    ranked.into_iter().map(|r| r.id).collect()
+}
+
+#[test]
+fn rank_reads_reviews_in_the_history_and_context_in_the_options() {
+    let bought = r#"{"kind": "purchase", "at": 1700000000000, "item": {"id": "run-1", "title": "Trail running shoes with rock plate"}}"#;
+    let unhappy = r#"{"kind": "review", "at": 1700000001000, "item": {"id": "run-1", "title": "Trail running shoes with rock plate"}, "text": "flimsy, broke in a week", "rating": 1}"#;
+    let before = ranked_ids(&rank_command("review-before", bought).output().unwrap());
+    let after = ranked_ids(
+        &rank_command("review-after", &format!("{bought}\n{unhappy}\n"))
+            .output()
+            .unwrap(),
+    );
+    let at = |ids: &[String], id: &str| ids.iter().position(|x| x == id).unwrap();
+    assert!(
+        at(&after, "run-3") > at(&before, "run-3"),
+        "{before:?} -> {after:?}"
+    );
+    let output = rank_command("review-context", &format!("{bought}\n{unhappy}\n"))
+        .args(["--options", r#"{"context": {"category": "kitchen"}}"#])
+        .output()
+        .unwrap();
+    assert_eq!(ranked_ids(&output).len(), after.len());
+    let output = rank_command(
+        "review-bad-rating",
+        &unhappy.replace("\"rating\": 1", "\"rating\": 0"),
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("history.jsonl line 1.rating: 0 is not a rating from 1 to 5 stars"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_catalog_with_quirks_loads_what_it_can_and_counts_the_rest() {
     let dir = scratch("quirks");
@@ -232,6 +273,8 @@ fn train_writes_a_deterministic_encoder_and_vectors_a_recommender_loads() {
         })
         .collect();
     let history = vec![localrank::Event {
+        rating: None,
+        text: None,
         kind: localrank::EventKind::View,
         at: 1.7e12,
         item: Some(with_vectors[0].clone()),

@@ -200,6 +200,8 @@ fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
         "localrank-hybrid",
         "sequential",
         "localrank-store",
+        "localrank+context",
+        "localrank-store+context",
     ];
     let metrics = [
         "ndcg@1",
@@ -245,6 +247,8 @@ fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
         "localrank-similarity",
         "sequential",
         "localrank-store",
+        "localrank+context",
+        "localrank-store+context",
     ] {
         assert!(
             ndcg10(learned) > ndcg10("random") + 0.05,
@@ -259,6 +263,13 @@ fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
         "localrank-store {} vs item-knn {}",
         ndcg10("localrank-store"),
         ndcg10("item-knn")
+    );
+    // The page's context (the target's category) leans text-only ranking toward it.
+    assert!(
+        ndcg10("localrank+context") > ndcg10("localrank"),
+        "localrank+context {} vs localrank {}",
+        ndcg10("localrank+context"),
+        ndcg10("localrank")
     );
     let dir = std::env::temp_dir().join(format!("localrank-eval-{}", std::process::id()));
     report.write(&dir).unwrap();

@@ -114,19 +114,26 @@ fn the_typescript_records_match_the_rust_ones() {
     let interfaces = typescript_interfaces();
     let product = json!({
         "id": "p-1", "title": "Trail shoes", "description": "Light", "categories": ["shoes"],
-        "price": 89.0, "score": 0.7, "vector": [0.1, 0.2]
+        "price": 89.0, "score": 0.7, "vector": [0.1, 0.2], "reviews": ["Light and comfy"]
     });
     check_input::<Candidate>(&interfaces, "Candidate", product.clone());
     check_input::<Event>(
         &interfaces,
         "ShopperEvent",
-        json!({"kind": "view", "at": 1.7e12, "item": product, "query": "trail shoes"}),
+        json!({"kind": "review", "at": 1.7e12, "item": product, "query": "trail shoes",
+               "text": "Love how light these are", "rating": 5}),
     );
     check_input::<Options>(
         &interfaces,
         "RankOptions",
         json!({"diversity": 0.2, "serverWeight": 0.3, "halfLifeDays": 14.0,
-               "excludePurchased": true, "limit": 5}),
+               "excludePurchased": true, "limit": 5,
+               "context": {"item": product, "category": "shoes", "query": "trail"}}),
+    );
+    check_input::<localrank::Context>(
+        &interfaces,
+        "RankContext",
+        json!({"item": product, "category": "shoes", "query": "trail"}),
     );
     check_output(
         &interfaces,

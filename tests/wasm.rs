@@ -175,6 +175,43 @@ fn recommender_ranks_end_to_end_with_reasons() {
 }
 
 #[wasm_bindgen_test]
+fn reviews_and_page_context_cross_the_boundary() {
+    let mut rec = shopper_with_trail_views();
+    let ids = |ranked: JsValue| -> Vec<String> {
+        let ranked: js_sys::Array = ranked.dyn_into().unwrap();
+        ranked
+            .iter()
+            .map(|r| field(&r, "id").as_string().unwrap())
+            .collect()
+    };
+    let before = ids(rec.rerank(js(CATALOG), JsValue::UNDEFINED).unwrap());
+    let review = format!(
+        r#"{{"kind": "review", "at": {}, "item": {}, "text": "flimsy, broke in a week", "rating": 1}}"#,
+        js_sys::Date::now(),
+        catalog_item("run-1")
+    );
+    rec.record(js(&review)).expect("a review is an event");
+    let after = ids(rec.rerank(js(CATALOG), JsValue::UNDEFINED).unwrap());
+    let at = |order: &[String], id: &str| order.iter().position(|x| x == id).unwrap();
+    assert!(
+        at(&after, "run-1") > at(&before, "run-1"),
+        "{before:?} -> {after:?}"
+    );
+    let in_context = ids(rec
+        .rerank(js(CATALOG), js(r#"{"context": {"category": "kitchen"}}"#))
+        .unwrap());
+    assert_eq!(in_context.len(), before.len());
+    let bad = message(
+        rec.rerank(js(CATALOG), js(r#"{"context": {"query": " "}}"#))
+            .unwrap_err(),
+    );
+    assert_eq!(bad, "options.context.query: is empty");
+    let bad_rating = review.replace(r#""rating": 1"#, r#""rating": "five""#);
+    let err = message(rec.record(js(&bad_rating)).unwrap_err());
+    assert!(err.starts_with("event.rating: invalid type"), "{err}");
+}
+
+#[wasm_bindgen_test]
 fn errors_arrive_as_js_errors_and_the_history_survives() {
     let mut rec = shopper_with_trail_views();
     let missing_id = message(

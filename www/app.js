@@ -1,8 +1,9 @@
 // The demo storefront. The server's lists (/api/candidates) never depend on the shopper's
 // history, and neither does when or how often the page asks for them: a list is fetched once per
 // page view (the home list when the page loads, a category or search list when the shopper opens
-// that page), and everything the shopper does here (view, cart, dismiss) only re-ranks the lists
-// the page already has, in the worker. Searches are the one thing sent: the typed words go to the
+// that page), and everything the shopper does here (view, cart, dismiss, review) only re-ranks the
+// lists the page already has, in the worker. The page the shopper is on (a product, a category, a
+// search) is passed to the re-ranking as context, on the device too. Searches are the one thing sent: the typed words go to the
 // store's search, as on any shop (the page and README say so).
 //
 // Degrade, don't die: the recommender starts on its own, whatever the lists do; a list that
@@ -15,7 +16,8 @@ const HOME_LIST = 60;
 const GRID = 24;
 const RECOMMENDED = 8;
 const $ = (id) => document.getElementById(id);
-const state = { rec: null, current: null, byId: new Map(), home: null };
+// `page`: the context of the grid on show ({category} or {query}; none on the home page).
+const state = { rec: null, current: null, byId: new Map(), home: null, page: null, rankRequests: 0, rankPending: 0 };
 
 /** A store list for a page view. Throws an error whose message a shopper can read. */
 async function fetchList(slot, n) {
@@ -69,9 +71,11 @@ function notice(text) {
 }
 
 
-/** A page view of a list: one request, then the grid. */
-async function showGrid(title, slot) {
+/** A page view of a list: one request, then the grid; the recommended row leans toward it. */
+async function showGrid(title, slot, page) {
   $("grid-title").textContent = title;
+  state.page = page;
+  showRecommended();
   try {
     const list = uniqueById(await fetchList(slot, GRID));
     $("grid").replaceChildren(...list.map((item) => card(item)));
@@ -80,21 +84,49 @@ async function showGrid(title, slot) {
   }
 }
 
-/** Re-ranks the home list the page already has; never asks the server. */
+/** What the shopper is looking at now: the open product, else the grid's category or search. */
+function pageContext() {
+  if (state.current) return { item: withoutScore(state.current) };
+  return state.page || undefined;
+}
+
+/** A product as the shopper's history keeps it: the server's score is not part of it. */
+function withoutScore(item) {
+  // eslint-disable-next-line no-unused-vars -- dropped on purpose
+  const { score, ...product } = item;
+  return product;
+}
+
+/**
+ * Re-ranks the home list the page already has; never asks the server. Only the newest request
+ * is shown (a view then a close can overlap); `body[data-rank-pending]` counts those in flight,
+ * so a test can wait for the row to settle.
+ */
 async function showRecommended() {
   if (!state.home) return;
-  let ranked = null;
+  const request = ++state.rankRequests;
+  document.body.dataset.rankPending = String(++state.rankPending);
+  try {
+    const ranked = await personalised();
+    if (request !== state.rankRequests) return;
+    const cards = ranked.filter((r) => state.byId.has(r.id)).map((r) => card(state.byId.get(r.id), r.reason.text));
+    $("recommended").replaceChildren(...cards);
+  } finally {
+    document.body.dataset.rankPending = String(--state.rankPending);
+  }
+}
+
+/** The recommended row's products: re-ranked on the device, or the server's order. */
+async function personalised() {
   if (state.rec) {
     try {
-      ranked = await state.rec.rerank(state.home, { limit: RECOMMENDED });
+      return await state.rec.rerank(state.home, { limit: RECOMMENDED, context: pageContext() });
     } catch (error) {
       console.warn(`localrank store: re-ranking failed: ${error.message}`);
       showWarning("Personal recommendations are unavailable for now; showing the store's picks.");
     }
   }
-  ranked ||= uniqueById(state.home).slice(0, RECOMMENDED).map((c) => ({ id: c.id, reason: { kind: "server", text: "Popular in the store" } }));
-  const cards = ranked.filter((r) => state.byId.has(r.id)).map((r) => card(state.byId.get(r.id), r.reason.text));
-  $("recommended").replaceChildren(...cards);
+  return uniqueById(state.home).slice(0, RECOMMENDED).map((c) => ({ id: c.id, reason: { kind: "server", text: "Popular in the store" } }));
 }
 
 async function loadHome() {
@@ -109,12 +141,10 @@ async function loadHome() {
 }
 
 /** Records a shopper event on this device, then re-ranks locally. Never throws. */
-async function record(kind, item) {
+async function record(kind, item, details = {}) {
   if (!state.rec || !item) return;
-  // eslint-disable-next-line no-unused-vars -- the server's score is not part of the shopper's history
-  const { score, ...product } = item;
   try {
-    await state.rec.record({ kind, at: Date.now(), item: product });
+    await state.rec.record({ kind, at: Date.now(), item: withoutScore(item), ...details });
   } catch (error) {
     showWarning(shopperMessage(error));
   }
@@ -156,7 +186,8 @@ function startFailure(error) {
 
 function eventLine(event) {
   const li = document.createElement("li");
-  const what = event.item ? event.item.title : `"${event.query}"`;
+  let what = event.item ? event.item.title : `"${event.query}"`;
+  if (event.kind === "review") what += `: "${event.text}"${event.rating ? ` (${event.rating} star${event.rating === 1 ? "" : "s"})` : ""}`;
   li.textContent = `${new Date(event.at).toLocaleString()}: ${event.kind} ${what} `;
   if (event.item && state.rec) {
     const forget = document.createElement("button");
@@ -229,6 +260,20 @@ async function eraseEverything() {
 
 function wire() {
   $("close-product").addEventListener("click", () => $("product").close());
+  $("product").addEventListener("close", () => {
+    state.current = null;
+    showRecommended();
+  });
+  $("review").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = $("review-text").value.trim();
+    if (!text) return;
+    const rating = $("review-rating").value;
+    await record("review", state.current, rating ? { text, rating: Number(rating) } : { text });
+    $("review-text").value = "";
+    $("review-rating").value = "";
+    $("product").close();
+  });
   $("add-to-cart").addEventListener("click", () => record("cart", state.current).then(() => $("product").close()));
   $("not-interested").addEventListener("click", () => record("dismiss", state.current).then(() => $("product").close()));
   $("open-data").addEventListener("click", async () => {
@@ -249,7 +294,7 @@ function wire() {
     event.preventDefault();
     const query = $("query").value.trim();
     if (!query) return;
-    await showGrid(`Results for "${query}"`, `search:${query}`);
+    await showGrid(`Results for "${query}"`, `search:${query}`, { query });
     if (!state.rec) return;
     try {
       await state.rec.record({ kind: "search", at: Date.now(), query });
@@ -273,7 +318,7 @@ async function showCategories() {
     ...names.filter((name) => typeof name === "string").map((name) => {
       const button = Object.assign(document.createElement("button"), { type: "button", textContent: name });
       button.dataset.category = name;
-      button.addEventListener("click", () => showGrid(name, `category:${name}`));
+      button.addEventListener("click", () => showGrid(name, `category:${name}`, { category: name }));
       return button;
     }),
   );

@@ -232,6 +232,7 @@ mod tests {
     #[test]
     fn bm25_prefers_shared_rare_words() {
         let item = |t: &str| Candidate {
+            reviews: Vec::new(),
             id: t.into(),
             title: t.into(),
             description: None,

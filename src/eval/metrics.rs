@@ -147,6 +147,7 @@ mod tests {
     fn items_for(n: usize, _: &[Candidate]) -> Vec<Candidate> {
         (0..n)
             .map(|i| Candidate {
+                reviews: Vec::new(),
                 id: i.to_string(),
                 title: i.to_string(),
                 description: None,

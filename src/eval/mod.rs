@@ -65,6 +65,9 @@ enum Ranker {
     Localrank {
         model: usize,
         variant: Variant,
+        /// The target's category is passed as the page's context (`+context` rankers): what a
+        /// category or product page knows about what the shopper is looking at.
+        in_context: bool,
     },
 }
 
@@ -140,7 +143,7 @@ pub fn evaluate(
         report.set_users(setting, tasks.len());
         for (ranker, name) in rankers.iter().zip(&names) {
             let label = format!("{name} ({} users, {})", tasks.len(), setting.label());
-            if let Ranker::Localrank { model, variant } = ranker {
+            if let Ranker::Localrank { model, variant, .. } = ranker {
                 match (variant, &trained.store) {
                     (Variant::Store, Some(store)) => {
                         recommenders[*model].set_encoder(&store.encoder_bytes)?
@@ -181,15 +184,27 @@ fn ranker_list(models: usize) -> Vec<Ranker> {
     }
     for model in 0..models {
         for variant in [Variant::Similarity, Variant::Default, Variant::Hybrid] {
-            rankers.push(Ranker::Localrank { model, variant });
+            rankers.push(Ranker::Localrank {
+                model,
+                variant,
+                in_context: false,
+            });
         }
     }
-    // The store's encoder is trained on the first model's text vectors.
+    // The store's encoder is trained on the first model's text vectors. The context variants
+    // run on the first model only: they measure the option, not the quantisation.
     if models > 0 {
-        rankers.push(Ranker::Localrank {
-            model: 0,
-            variant: Variant::Store,
-        });
+        for (variant, in_context) in [
+            (Variant::Store, false),
+            (Variant::Default, true),
+            (Variant::Store, true),
+        ] {
+            rankers.push(Ranker::Localrank {
+                model: 0,
+                variant,
+                in_context,
+            });
+        }
     }
     rankers
 }
@@ -204,17 +219,23 @@ fn ranker_names(rankers: &[Ranker], recommenders: &[Recommender]) -> Vec<String>
             Ranker::Bm25 => "bm25".into(),
             Ranker::ItemKnn => "item-knn".into(),
             Ranker::Sequential => "sequential".into(),
-            Ranker::Localrank { model, variant } => {
+            Ranker::Localrank {
+                model,
+                variant,
+                in_context,
+            } => {
                 let base = match variant {
                     Variant::Similarity => "localrank-similarity",
                     Variant::Default => "localrank",
                     Variant::Hybrid => "localrank-hybrid",
                     Variant::Store => "localrank-store",
                 };
+                let context = if *in_context { "+context" } else { "" };
                 if *model == 0 {
-                    base.into()
+                    format!("{base}{context}")
                 } else {
-                    format!("{base}@{}", recommenders[*model].embedder().weight_dtype())
+                    let dtype = recommenders[*model].embedder().weight_dtype();
+                    format!("{base}{context}@{dtype}")
                 }
             }
         })
@@ -270,15 +291,39 @@ fn rank(
                 .ok_or_else(|| Error::Inference("no store model".into()))?;
             sequential(store, task)?
         }
-        Ranker::Localrank { model, variant } => localrank(
-            &mut recommenders[*model],
-            *variant,
-            task,
-            dataset,
-            trained,
-            &config.options,
-        )?,
+        Ranker::Localrank {
+            model,
+            variant,
+            in_context,
+        } => {
+            let context = in_context.then(|| target_category(dataset, task));
+            localrank(
+                &mut recommenders[*model],
+                *variant,
+                task,
+                dataset,
+                trained,
+                &Options {
+                    context,
+                    ..config.options.clone()
+                },
+            )?
+        }
     })
+}
+
+/// The page a store would show the target on: its category (the first target's, in the
+/// multi-target setting). The category names only, never the target itself.
+fn target_category(dataset: &Dataset, task: &Task) -> crate::records::Context {
+    let categories = task
+        .targets
+        .first()
+        .map(|&target| dataset.items[target].categories.join(", "))
+        .filter(|c| !c.trim().is_empty());
+    crate::records::Context {
+        category: categories,
+        ..Default::default()
+    }
 }
 
 fn localrank(
@@ -313,6 +358,8 @@ fn localrank(
         .history
         .iter()
         .map(|&(item, time)| Event {
+            rating: None,
+            text: None,
             kind: EventKind::View,
             at: time as f64 * 1000.0,
             item: Some(with_vector(item)),

@@ -4,5 +4,6 @@
 
 pub mod profile;
 pub mod rerank;
+pub mod sentiment;
 pub mod sequence;
 pub mod vector;

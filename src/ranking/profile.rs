@@ -26,6 +26,9 @@ pub fn kind_weight(kind: EventKind) -> f64 {
         EventKind::View => 1.0,
         EventKind::Search => 2.0,
         EventKind::Dismiss => 1.0,
+        // Written on purpose, about something bought: as strong as the purchase. Scaled by how
+        // strongly the review feels (see `sentiment`).
+        EventKind::Review => 3.0,
     }
 }
 
@@ -48,6 +51,9 @@ pub struct ProfileEntry {
     pub kind: EventKind,
     /// Kind weight x age weight (always positive; dismissals are kept apart).
     pub weight: f64,
+    /// Pushes its product and look-alikes away (a dismissal, a negative review) instead of
+    /// pulling them up.
+    pub pushes_away: bool,
     pub text: Vector,
     /// Unit-length collaborative vector, where the product had one.
     pub collaborative: Option<Vec<f32>>,
@@ -63,8 +69,9 @@ pub struct Interest {
 }
 
 pub struct Profile {
-    /// Positive events (views, carts, purchases, searches), heaviest first.
+    /// Positive events (views, carts, purchases, searches, glad reviews), heaviest first.
     pub positives: Vec<ProfileEntry>,
+    /// Dismissals and unhappy reviews.
     pub dismissed: Vec<ProfileEntry>,
     pub interests: Vec<Interest>,
     /// Weighted mean of the positives' collaborative vectors (unit length), if any had one.
@@ -79,9 +86,8 @@ impl Profile {
             .filter(|e| e.kind == EventKind::Purchase)
             .filter_map(|e| e.item_id.clone())
             .collect();
-        let (dismissed, mut positives): (Vec<_>, Vec<_>) = entries
-            .drain(..)
-            .partition(|e| e.kind == EventKind::Dismiss);
+        let (dismissed, mut positives): (Vec<_>, Vec<_>) =
+            entries.drain(..).partition(|e| e.pushes_away);
         // Heaviest first; the stable sort keeps history order among equals.
         positives.sort_by(|a, b| b.weight.total_cmp(&a.weight));
         let interests = cluster(&positives);
@@ -107,6 +113,29 @@ impl Profile {
 
     pub fn max_weight(&self) -> f64 {
         self.positives.first().map_or(1.0, |e| e.weight)
+    }
+}
+
+/// Share of its weight a history event keeps when it has nothing to do with the page's context:
+/// the context leans the profile, it does not erase the rest of the shopper.
+pub const CONTEXT_FLOOR: f64 = 0.25;
+
+/// Leans the profile toward what the shopper is looking at now (a product page's product, a
+/// category, the search box): each positive event keeps `CONTEXT_FLOOR` of its weight, plus the
+/// rest in proportion to its calibrated similarity to the nearest context text. So on a tent's
+/// page the camping interest outweighs last month's baby clothes, and a history with nothing
+/// like the context keeps its own proportions.
+pub fn lean_toward_context(entries: &mut [ProfileEntry], context: &[Vector]) {
+    if context.is_empty() {
+        return;
+    }
+    for entry in entries.iter_mut().filter(|e| !e.pushes_away) {
+        let affinity = context
+            .iter()
+            .map(|c| calibrate(cosine(&entry.text, c) as f64))
+            .fold(0.0, f64::max);
+        entry.weight *= CONTEXT_FLOOR + (1.0 - CONTEXT_FLOOR) * affinity;
+        entry.weight = entry.weight.max(f64::MIN_POSITIVE);
     }
 }
 
@@ -174,6 +203,7 @@ fn add_scaled(sum: &mut [f32], vector: &[f32], scale: f32) {
     }
 }
 
+use super::rerank::calibrate;
 pub use super::vector::{cosine, dot, normalise};
 
 #[cfg(test)]
@@ -198,6 +228,7 @@ mod tests {
         ProfileEntry {
             kind: EventKind::View,
             weight,
+            pushes_away: false,
             text: text.into(),
             collaborative: None,
             item_id: None,
@@ -216,5 +247,37 @@ mod tests {
         assert_eq!(profile.interests.len(), 2);
         assert_eq!(profile.interests[0].weight, 3.0);
         assert!(profile.interests[0].centroid[0] > 0.99);
+    }
+
+    #[test]
+    fn context_leans_the_weight_toward_the_matching_interest() {
+        let mut entries = vec![
+            entry(vec![1.0, 0.0, 0.0], 1.0),
+            entry(vec![0.0, 1.0, 0.0], 1.0),
+        ];
+        lean_toward_context(&mut entries, &[vec![0.95f32, 0.05, 0.0].into()]);
+        assert_eq!(
+            entries[0].weight, 1.0,
+            "the matching interest keeps all of it"
+        );
+        assert_eq!(
+            entries[1].weight, CONTEXT_FLOOR,
+            "the other keeps the floor"
+        );
+        let profile = Profile::build(entries);
+        assert!(
+            profile.interests[0].centroid[0] > 0.99,
+            "the matching one leads"
+        );
+        let mut unrelated = vec![
+            entry(vec![0.0, 0.0, 1.0], 2.0),
+            entry(vec![0.0, 1.0, 0.0], 1.0),
+        ];
+        lean_toward_context(&mut unrelated, &[vec![1.0f32, 0.0, 0.0].into()]);
+        assert_eq!(
+            unrelated[0].weight / unrelated[1].weight,
+            2.0,
+            "proportions kept"
+        );
     }
 }

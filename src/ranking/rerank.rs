@@ -264,7 +264,8 @@ fn dismissal_penalty(profile: &Profile, candidate: &CandidateInput) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn calibrate(similarity: f64) -> f64 {
+/// A MiniLM cosine mapped to relevance 0..1 (see `RELEVANCE_FLOOR`).
+pub(crate) fn calibrate(similarity: f64) -> f64 {
     ((similarity - RELEVANCE_FLOOR) / RELEVANCE_SPAN).clamp(0.0, 1.0)
 }
 
@@ -391,6 +392,7 @@ mod tests {
         ProfileEntry {
             kind,
             weight: 1.0,
+            pushes_away: kind == EventKind::Dismiss,
             text: text.into(),
             collaborative: None,
             item_id: item.map(|i| format!("p{i}")),

@@ -185,14 +185,15 @@ impl SplitMix64 {
     }
 }
 
-/// Which kind embedding a history event uses; `None` for dismissals (not read).
+/// Which kind embedding a history event uses; `None` for dismissals and reviews (not read: the
+/// store never sees them to learn from; a review acts through the text profile).
 pub fn kind_index(kind: EventKind) -> Option<usize> {
     match kind {
         EventKind::View => Some(0),
         EventKind::Cart => Some(1),
         EventKind::Purchase => Some(2),
         EventKind::Search => Some(3),
-        EventKind::Dismiss => None,
+        EventKind::Dismiss | EventKind::Review => None,
     }
 }
 

@@ -110,6 +110,11 @@ export async function openProduct(page, index, action = "#close-product") {
   return id;
 }
 
+/** Waits until no re-ranking of the recommended row is in flight (the product dialog closed). */
+export async function rowSettled(page) {
+  await page.waitForFunction(() => !document.getElementById("product").open && document.body.dataset.rankPending === "0", null, { timeout: 60_000 });
+}
+
 /** The events stored on this device, as the data dialog lists them. */
 export async function dataDialogLines(page) {
   await page.click("#open-data");

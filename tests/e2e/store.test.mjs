@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  ARTIFACTS, BASE, waitForSaved, useStoreServer, shopper, loadStore, recommendedIds, recommendedCards, recommendedRow, serverTop, openCategory, openProduct, dataDialogLines,
+  ARTIFACTS, BASE, waitForSaved, useStoreServer, shopper, loadStore, recommendedIds, recommendedCards, recommendedRow, serverTop, openCategory, openProduct, dataDialogLines, rowSettled, readSavedHistory,
 } from "./harness.mjs";
 
 useStoreServer();
@@ -35,6 +35,7 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   const before = (await recommendedCards(page)).filter((c) => c.meta.includes("Horror")).length;
 
   const viewed = await viewCategory(page, "Horror", 3);
+  await rowSettled(page);
   const after = await recommendedCards(page);
   const horror = after.filter((c) => c.meta.includes("Horror"));
   console.log(`viewed ${JSON.stringify(viewed)}; Horror in the top 8: ${before} -> ${horror.length}`);
@@ -49,6 +50,8 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   await loadStore(page);
   assert.equal(modelFetches(), fetchedBefore, "the second visit loads the model from the cache");
   assert.equal((await dataDialogLines(page)).length, 3);
+  // The row leans toward the page on show: back on the Horror page, the same order as before.
+  await openCategory(page, "Horror");
   await page.waitForFunction((ids) => [...document.querySelectorAll("#recommended .card")].map((c) => c.dataset.id).join() === ids.join(), after.map((c) => c.id), { timeout: 60_000 });
 
   await page.click("#open-data");
@@ -56,6 +59,52 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   await page.waitForFunction(() => document.querySelector("#events").textContent.includes("Nothing is stored."));
   await page.click("#close-data");
   await page.waitForFunction((ids) => [...document.querySelectorAll("#recommended .card")].map((c) => c.dataset.id).join() === ids.join(), serverOrder);
+  await close();
+});
+
+test("a shopper's unhappy review pushes look-alikes down on the device, and forgetting it brings them back", async () => {
+  const { page, requests, close } = await shopper();
+  await loadStore(page);
+  await recommendedRow(page);
+  await viewCategory(page, "Horror", 3);
+  await rowSettled(page);
+  const horrorCount = () => page.$$eval("#recommended .card .meta", (metas) => metas.filter((m) => m.textContent.includes("Horror")).length);
+  const before = await recommendedIds(page);
+  const horrorBefore = await horrorCount();
+  const requestsBefore = requests.length;
+
+  // Review the first viewed film: one star, in the shopper's own words.
+  const card = page.locator("#grid .card").nth(0);
+  const reviewedTitle = await card.locator(".title").textContent();
+  await card.click();
+  await page.fill("#review-text", "Boring and not scary at all, I switched it off halfway.");
+  await page.selectOption("#review-rating", "1");
+  await page.click("#review button[type=submit]");
+  await rowSettled(page);
+  const horrorAfter = await horrorCount();
+  console.log(`1-star review of ${reviewedTitle}: Horror in the top 8 ${horrorBefore} -> ${horrorAfter}; ${JSON.stringify(before)} -> ${JSON.stringify(await recommendedIds(page))}`);
+  assert.ok(horrorAfter < horrorBefore, "its look-alikes went down");
+  const lines = await dataDialogLines(page);
+  const reviewLine = lines.find((line) => line.includes("review") && line.includes("Boring and not scary"));
+  assert.ok(reviewLine && reviewLine.includes("(1 star)"), `the data dialog lists the review: ${JSON.stringify(lines)}`);
+  assert.deepEqual(requests.slice(requestsBefore).filter((r) => new URL(r.url).pathname.startsWith("/api/")).map((r) => r.url), [], "writing a review sent nothing");
+  await waitForSaved(page, 5);
+
+  // Erase it: "Forget" on the review's line removes what the device holds about that film.
+  await page.click("#open-data");
+  await page.locator("#events li", { hasText: "Boring and not scary" }).locator("button").click();
+  await page.waitForFunction(() => !document.querySelector("#events").textContent.includes("Boring and not scary"));
+  await page.click("#close-data");
+  await rowSettled(page);
+  let saved = await readSavedHistory(page);
+  for (let attempt = 0; attempt < 100 && saved.events.some((e) => e.kind === "review"); attempt++) {
+    await page.waitForTimeout(50);
+    saved = await readSavedHistory(page);
+  }
+  assert.deepEqual(saved.events.map((e) => e.kind), ["view", "view"], "the review and that film's views are gone from the device");
+  const afterForget = await horrorCount();
+  console.log(`after forgetting it: Horror in the top 8 ${afterForget}`);
+  assert.ok(afterForget > horrorAfter, "without the review, its look-alikes come back up");
   await close();
 });
 

@@ -98,6 +98,7 @@ fn synthetic_products(prefix: &str, count: usize, seed: u64) -> Vec<Candidate> {
         .zip(descriptions)
         .enumerate()
         .map(|(index, (title, description))| Candidate {
+            reviews: Vec::new(),
             id: format!("{prefix}{index}"),
             title,
             description: Some(description),
@@ -156,6 +157,8 @@ fn synthetic_history(count: usize, seed: u64) -> Vec<Event> {
                 ),
             };
             Event {
+                rating: None,
+                text: None,
                 kind,
                 at,
                 item,

@@ -377,6 +377,8 @@ fn demo(model: &std::path::Path, catalog: &std::path::Path) -> Result<(), String
         .iter()
         .enumerate()
         .map(|(i, c)| Event {
+            rating: None,
+            text: None,
             kind: localrank::EventKind::View,
             at: now - (3 - i) as f64 * DAY_MS,
             item: Some((*c).clone()),
