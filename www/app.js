@@ -98,35 +98,36 @@ function withoutScore(item) {
 }
 
 /**
- * Re-ranks the home list the page already has; never asks the server. Only the newest request
- * is shown (a view then a close can overlap); `body[data-rank-pending]` counts those in flight,
- * so a test can wait for the row to settle.
+ * Re-ranks the home list the page already has; never asks the server, and never leaves the row
+ * empty while the model works: an empty row gets the server's order at once, then the
+ * personalised one. Only the newest request is shown (a view then a close can overlap);
+ * `body[data-rank-pending]` counts those in flight, so a test can wait for the row to settle.
  */
 async function showRecommended() {
   if (!state.home) return;
   const request = ++state.rankRequests;
   document.body.dataset.rankPending = String(++state.rankPending);
+  const options = { limit: RECOMMENDED, context: pageContext() };
   try {
-    const ranked = await personalised();
-    if (request !== state.rankRequests) return;
-    const cards = ranked.filter((r) => state.byId.has(r.id)).map((r) => card(state.byId.get(r.id), r.reason.text));
-    $("recommended").replaceChildren(...cards);
+    if (!state.rec) return showRow(LocalRank.serverOrder(state.home, options));
+    const { now, personalised } = state.rec.rerankProgressively(state.home, options);
+    if (!$("recommended").children.length) showRow(now);
+    let ranked = now;
+    try {
+      ranked = await personalised;
+    } catch (error) {
+      console.warn(`localrank store: re-ranking failed: ${error.message}`);
+      showWarning("Personal recommendations are unavailable for now; showing the store's picks.");
+    }
+    if (request === state.rankRequests) showRow(ranked);
   } finally {
     document.body.dataset.rankPending = String(--state.rankPending);
   }
 }
 
-/** The recommended row's products: re-ranked on the device, or the server's order. */
-async function personalised() {
-  if (state.rec) {
-    try {
-      return await state.rec.rerank(state.home, { limit: RECOMMENDED, context: pageContext() });
-    } catch (error) {
-      console.warn(`localrank store: re-ranking failed: ${error.message}`);
-      showWarning("Personal recommendations are unavailable for now; showing the store's picks.");
-    }
-  }
-  return uniqueById(state.home).slice(0, RECOMMENDED).map((c) => ({ id: c.id, reason: { kind: "server", text: "Popular in the store" } }));
+function showRow(ranked) {
+  const cards = ranked.filter((r) => state.byId.has(r.id)).map((r) => card(state.byId.get(r.id), r.reason.text));
+  $("recommended").replaceChildren(...cards);
 }
 
 async function loadHome() {

@@ -4,6 +4,7 @@
 //   const rec = await LocalRank.create({ modelUrl: "/models/all-MiniLM-L6-v2.q8_0.gguf", onProgress, onWarning });
 //   await rec.record({ kind: "view", at: Date.now(), item: product });
 //   const ranked = await rec.rerank(candidates, { limit: 8 });   // [{ id, score, reason }]
+//   const { now, personalised } = rec.rerankProgressively(candidates, { limit: 8 }); // never waits
 //
 // Everything runs in a Web Worker (worker.js): the model download with progress and a sha256
 // check against the manifest, the Cache API, IndexedDB, and the wasm Recommender. Nothing the
@@ -15,6 +16,16 @@
 // starts without it. When the recommender cannot start at all, `LocalRank.storedData()` and
 // `LocalRank.eraseStoredData()` still let the page show and erase what is stored.
 import { eraseAll, savedHistoryText, setAsideCopies } from "/storage.js";
+
+/** The reason localrank gives a product placed by the server's order (`Reason::server`). */
+const SERVER_REASON = "Popular in the store";
+
+/** Scores mapped to 0..1 (all equal: all 1), halves first as the core does, so no overflow. */
+function minMax(scores) {
+  const min = Math.min(...scores);
+  const max = Math.max(...scores);
+  return scores.map((s) => (max > min ? (s / 2 - min / 2) / (max / 2 - min / 2) : 1));
+}
 
 export class LocalRank {
   #worker;
@@ -67,6 +78,33 @@ export class LocalRank {
   /** Erases the history and every copy kept aside, without a running recommender. */
   static eraseStoredData() {
     return eraseAll();
+  }
+
+  /**
+   * The server's order of `candidates`, exactly as localrank ranks them for a shopper with no
+   * history: by `score`, highest first, when every candidate has one, else in list order (ties
+   * keep list order); each id once; candidates without a string id and title left out; at most
+   * `limit` (0 = all). Needs no model or worker: a page can show it before anything has loaded.
+   */
+  static serverOrder(candidates, { limit = 0 } = {}) {
+    const seen = new Set();
+    const usable = (Array.isArray(candidates) ? candidates : []).filter(
+      (c) => c && typeof c.id === "string" && typeof c.title === "string" && !seen.has(c.id) && seen.add(c.id),
+    );
+    const scored = usable.every((c) => typeof c.score === "number" && Number.isFinite(c.score));
+    const prior = scored ? minMax(usable.map((c) => c.score)) : usable.map((_, i) => (usable.length > 1 ? 1 - i / (usable.length - 1) : 1));
+    const order = usable.map((c, i) => ({ id: c.id, score: prior[i], reason: { kind: "server", text: SERVER_REASON } }));
+    order.sort((a, b) => b.score - a.score); // stable: ties keep the list order
+    return limit > 0 ? order.slice(0, limit) : order;
+  }
+
+  /**
+   * A ranking that never keeps the page waiting: `now` is the server's order (synchronous, see
+   * `serverOrder`), `personalised` a promise of the re-ranked order. A page shows `now` at once
+   * and swaps in `personalised` when it resolves (if it rejects, `now` stands).
+   */
+  rerankProgressively(candidates, options) {
+    return { now: LocalRank.serverOrder(candidates, options), personalised: this.rerank(candidates, options) };
   }
 
   /** Adds a shopper event ({ kind, at, item | query }) to the history on this device. */

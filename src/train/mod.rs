@@ -41,6 +41,9 @@ pub struct TrainConfig {
     pub seed: u64,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// The feed-forward layer's width as a multiple of `dim` (SASRec's paper: 1; RecBole's
+    /// SASRec, which LLMRank ran: 4).
+    pub ffn_multiple: usize,
     /// Dropout on the hidden states.
     pub dropout: f32,
     /// Share of products whose ID vector is dropped in a batch.
@@ -56,6 +59,7 @@ impl Default for TrainConfig {
             seed: 42,
             batch_size: 128,
             learning_rate: 1e-3,
+            ffn_multiple: 1,
             dropout: 0.2,
             id_dropout: 0.1,
         }
@@ -112,10 +116,17 @@ pub fn train(
             "every product needs a text vector of the same width",
         ));
     }
-    if config.dim == 0 || config.max_len == 0 || config.batch_size == 0 {
+    if config.dim == 0 || config.max_len == 0 || config.batch_size == 0 || config.ffn_multiple == 0
+    {
         return Err(Error::invalid(
             "training options",
-            "dim, max-len and batch size must be at least 1",
+            "dim, max-len, ffn-multiple and batch size must be at least 1",
+        ));
+    }
+    if !(0.0..1.0).contains(&config.dropout) {
+        return Err(Error::invalid(
+            "training options",
+            format!("dropout {} is not in 0 to below 1", config.dropout),
         ));
     }
     // Trained products: those with at least one training event, in catalog order.
@@ -143,7 +154,10 @@ pub fn train(
     }
     let device = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let encoder_config = EncoderConfig::new(config.dim, config.max_len, text_dim);
+    let encoder_config = EncoderConfig {
+        hidden: config.dim * config.ffn_multiple,
+        ..EncoderConfig::new(config.dim, config.max_len, text_dim)
+    };
     let mut variables: Vec<Var> = Vec::new();
     let mut tensors = HashMap::new();
     for (name, initial) in initial_weights(&encoder_config, rng.random())? {

@@ -31,7 +31,13 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   const modelBytes = manifest.files.find((f) => f.dtype === "q8_0").bytes;
   assert.equal(Number(await page.getAttribute("body", "data-model-bytes")), modelBytes, "the progress bar counted every byte of the model");
   const serverOrder = await serverTop(8);
+  await rowSettled(page);
   assert.deepEqual(await recommendedIds(page), serverOrder, "no history: the server's order");
+  // The page's first row (LocalRank.serverOrder, in JS, before the model answers) is the order
+  // the core gives a shopper without history.
+  const home = await (await fetch(`${BASE}/api/candidates?slot=home&n=60`)).json();
+  const jsOrder = await page.evaluate(async (list) => (await import("/localrank.js")).LocalRank.serverOrder(list, { limit: 8 }).map((r) => r.id), home);
+  assert.deepEqual(jsOrder, serverOrder, "LocalRank.serverOrder matches the core's order");
   const before = (await recommendedCards(page)).filter((c) => c.meta.includes("Horror")).length;
 
   const viewed = await viewCategory(page, "Horror", 3);

@@ -103,6 +103,12 @@ enum Command {
         /// History steps the encoder reads.
         #[arg(long, default_value_t = TrainConfig::default().max_len)]
         train_max_len: usize,
+        /// The encoder's feed-forward width, as a multiple of its width.
+        #[arg(long, default_value_t = TrainConfig::default().ffn_multiple)]
+        train_ffn_multiple: usize,
+        /// Dropout while training the encoder.
+        #[arg(long, default_value_t = TrainConfig::default().dropout)]
+        train_dropout: f32,
         /// Hold this share of the products out of all training (the cold-product split) and
         /// also report NDCG@10 on the users whose target is one of them.
         #[arg(long, default_value_t = 0.0)]
@@ -128,6 +134,12 @@ enum Command {
         epochs: usize,
         #[arg(long, default_value_t = TrainConfig::default().seed)]
         seed: u64,
+        /// The feed-forward width, as a multiple of `--dim`.
+        #[arg(long, default_value_t = TrainConfig::default().ffn_multiple)]
+        ffn_multiple: usize,
+        /// Dropout on the hidden states while training (0 to below 1).
+        #[arg(long, default_value_t = TrainConfig::default().dropout)]
+        dropout: f32,
         /// The MiniLM model whose text vectors the encoder reads (the one the page loads).
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: PathBuf,
@@ -192,6 +204,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
             train_epochs,
             train_dim,
             train_max_len,
+            train_ffn_multiple,
+            train_dropout,
             cold_items,
         } => {
             let options: Options = match options {
@@ -220,6 +234,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
                         epochs: train_epochs,
                         dim: train_dim,
                         max_len: train_max_len,
+                        ffn_multiple: train_ffn_multiple,
+                        dropout: train_dropout,
                         seed,
                         ..TrainConfig::default()
                     },
@@ -235,6 +251,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
             max_len,
             epochs,
             seed,
+            ffn_multiple,
+            dropout,
             model,
         } => {
             let config = TrainConfig {
@@ -242,6 +260,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 max_len,
                 epochs,
                 seed,
+                ffn_multiple,
+                dropout,
                 ..TrainConfig::default()
             };
             train(&items, &events, &out, &model, &config)
