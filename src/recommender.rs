@@ -126,6 +126,66 @@ impl Recommender {
         &self.history
     }
 
+    /// The distinct texts the model reads for the stored history (each product's text, each
+    /// search's words, each review's words), oldest event first: what a page keeps the vectors
+    /// of, so a reload does not embed the history again (see `insert_vectors`).
+    pub fn history_texts(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut texts = Vec::new();
+        for event in &self.history {
+            let product = event.item.as_ref().map(Candidate::embedding_text);
+            let words = match event.kind {
+                EventKind::Search => event.query.clone(),
+                EventKind::Review => event.text.clone(),
+                _ => None,
+            };
+            for text in [product.filter(|_| event.kind != EventKind::Search), words]
+                .into_iter()
+                .flatten()
+            {
+                if seen.insert(text.clone()) {
+                    texts.push(text);
+                }
+            }
+        }
+        texts
+    }
+
+    /// The vectors of `texts`, from the cache or embedded now (and then cached).
+    pub fn vectors_of(&mut self, texts: &[String]) -> Result<Vec<Vector>> {
+        self.cache.embed(&self.embedder, texts)
+    }
+
+    /// Puts vectors computed before (a page's saved copy of `vectors_of`) into the cache:
+    /// `vectors` is `texts.len()` rows of the model's width, row-major. Checked before anything
+    /// is kept: a wrong length or a non-finite number is an error naming the row.
+    pub fn insert_vectors(&mut self, texts: &[String], vectors: &[f32]) -> Result<()> {
+        let dim = self.embedder.dim();
+        if vectors.len() != texts.len() * dim {
+            return Err(Error::invalid(
+                "vectors",
+                format!(
+                    "has {} numbers, {} texts of this model's width {dim} need {}",
+                    vectors.len(),
+                    texts.len(),
+                    texts.len() * dim
+                ),
+            ));
+        }
+        let rows: Vec<&[f32]> = vectors.chunks_exact(dim.max(1)).collect();
+        if let Some(row) = rows.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
+            return Err(Error::invalid(
+                format!("vectors[{row}]"),
+                "has a number that is not finite",
+            ));
+        }
+        self.cache.reserve(texts.len() + DEFAULT_CAPACITY);
+        for (text, row) in texts.iter().zip(rows) {
+            self.cache.insert(&self.embedder, text.clone(), row.into());
+        }
+        Ok(())
+    }
+
     /// Adds one event; beyond `MAX_HISTORY_EVENTS` the oldest goes. Long texts are cut (see
     /// `Candidate::cut_long_text`).
     pub fn record(&mut self, mut event: Event) -> Result<()> {

@@ -295,6 +295,42 @@ impl JsRecommender {
         self.inner.clear()
     }
 
+    /// The distinct texts the model reads for the stored history: the page keeps their vectors
+    /// (`textVectors`) and hands them back after a reload (`insertVectors`).
+    #[wasm_bindgen(js_name = historyTexts)]
+    pub fn history_texts(&self) -> Vec<String> {
+        self.inner.history_texts()
+    }
+
+    /// The vectors of `texts`, row-major (`texts.length` x the model's width): from the cache,
+    /// or embedded now and cached.
+    #[wasm_bindgen(js_name = textVectors)]
+    pub fn text_vectors(&mut self, texts: js_sys::Array) -> Result<Vec<f32>, JsError> {
+        let texts = strings_from(&texts, "texts")?;
+        let vectors = self.inner.vectors_of(&texts).map_err(js_error)?;
+        Ok(vectors.iter().flat_map(|v| v.iter().copied()).collect())
+    }
+
+    /// Puts vectors saved before (`textVectors`' rows for `texts`) into the cache, so ranking
+    /// does not embed those texts again. A wrong length or a non-finite number throws, naming it.
+    #[wasm_bindgen(js_name = insertVectors)]
+    pub fn insert_vectors(&mut self, texts: js_sys::Array, vectors: &[f32]) -> Result<(), JsError> {
+        let texts = strings_from(&texts, "texts")?;
+        self.inner.insert_vectors(&texts, vectors).map_err(js_error)
+    }
+
+    /// `{ hits, misses }`: texts found in the cache, and texts embedded, since the start.
+    #[wasm_bindgen(js_name = cacheStats, unchecked_return_type = "{ hits: number; misses: number }")]
+    pub fn cache_stats(&self) -> Result<JsValue, JsError> {
+        let (hits, misses) = self.inner.cache_stats();
+        #[derive(serde::Serialize)]
+        struct Stats {
+            hits: u64,
+            misses: u64,
+        }
+        to_js(&Stats { hits, misses })
+    }
+
     /// Drops the cached product vectors (not the history), e.g. to free memory.
     #[wasm_bindgen(js_name = clearCache)]
     pub fn clear_cache(&mut self) {

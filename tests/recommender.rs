@@ -1218,3 +1218,73 @@ fn reviews_and_context_are_validated_by_record_and_field() {
     );
     assert_eq!(rec.history()[0].rating, Some(4.5));
 }
+
+/// What a page does across a reload: keeps the history's vectors, hands them to a new
+/// recommender, which then embeds only the texts it has not seen.
+#[test]
+fn saved_history_vectors_spare_a_new_recommender_the_embedding() {
+    let history = vec![
+        event(EventKind::View, "run-1", 2.0),
+        event(EventKind::View, "run-1", 1.5),
+        search("trail shoes", 1.0),
+        review("run-2", "so light", Some(5.0), 0.5),
+    ];
+    let (texts, vectors) = {
+        let mut rec = recommender();
+        for e in &history {
+            rec.record(e.clone()).unwrap();
+        }
+        let texts = rec.history_texts();
+        assert_eq!(
+            texts,
+            [
+                item("run-1").embedding_text(),
+                "trail shoes".to_string(),
+                item("run-2").embedding_text(),
+                "so light".to_string()
+            ],
+            "each distinct text once, oldest first"
+        );
+        let vectors: Vec<f32> = rec
+            .vectors_of(&texts)
+            .unwrap()
+            .iter()
+            .flat_map(|v| v.iter().copied())
+            .collect();
+        (texts, vectors)
+    };
+    let embedder = Embedder::from_path(&model_path("q8_0")).unwrap();
+    let dim = embedder.dim();
+    let mut fresh = Recommender::new(embedder, None).unwrap();
+    for e in &history {
+        fresh.record(e.clone()).unwrap();
+    }
+    let err = fresh
+        .insert_vectors(&texts, &vectors[..vectors.len() - 1])
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("vectors: has 1535 numbers"), "{err}");
+    let mut poisoned = vectors.clone();
+    poisoned[dim + 3] = f32::NAN;
+    assert_eq!(
+        fresh
+            .insert_vectors(&texts, &poisoned)
+            .unwrap_err()
+            .to_string(),
+        "vectors[1]: has a number that is not finite"
+    );
+    fresh.insert_vectors(&texts, &vectors).unwrap();
+    let candidates = candidates_without(&["run-1", "run-2"]);
+    fresh.rerank(&candidates, None, NOW).unwrap();
+    let (hits, misses) = fresh.cache_stats();
+    println!("after a reload with saved vectors: {hits} hits, {misses} misses");
+    assert!(
+        hits >= 3,
+        "the history's texts came from the saved vectors: {hits}"
+    );
+    assert_eq!(
+        misses as usize,
+        candidates.len() + 1,
+        "only the candidates and the glad review's product-and-words text were embedded"
+    );
+}

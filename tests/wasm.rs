@@ -212,6 +212,31 @@ fn reviews_and_page_context_cross_the_boundary() {
 }
 
 #[wasm_bindgen_test]
+fn history_vectors_leave_and_come_back_as_typed_arrays() {
+    let mut rec = shopper_with_trail_views();
+    let texts: Vec<String> = rec.history_texts();
+    assert_eq!(texts.len(), 3);
+    let array = || {
+        texts
+            .iter()
+            .map(|t| JsValue::from_str(t))
+            .collect::<js_sys::Array>()
+    };
+    let vectors = rec.text_vectors(array()).unwrap();
+    assert_eq!(vectors.len(), 3 * 384);
+    let mut fresh = Recommender::new(MODEL, JsValue::UNDEFINED).unwrap();
+    let err = message(fresh.insert_vectors(array(), &vectors[..10]).unwrap_err());
+    assert!(err.starts_with("vectors: has 10 numbers"), "{err}");
+    fresh.insert_vectors(array(), &vectors).unwrap();
+    // The same texts now come from the cache: no embedding, the same numbers.
+    let again = fresh.text_vectors(array()).unwrap();
+    assert_eq!(again, vectors);
+    let stats = fresh.cache_stats().unwrap();
+    assert_eq!(field(&stats, "hits").as_f64(), Some(3.0));
+    assert_eq!(field(&stats, "misses").as_f64(), Some(0.0));
+}
+
+#[wasm_bindgen_test]
 fn errors_arrive_as_js_errors_and_the_history_survives() {
     let mut rec = shopper_with_trail_views();
     let missing_id = message(

@@ -356,6 +356,7 @@ async function startRecommender() {
     $("progress").value = $("progress").max;
     $("status").textContent = "Ready: recommendations are computed on this device.";
     document.body.dataset.encoder = state.rec.info.encoder ? "store" : "none";
+    document.body.dataset.restoredVectors = String(state.rec.info.restoredVectors);
     document.body.dataset.ready = "true";
     await showRecommended();
   } catch (error) {

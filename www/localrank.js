@@ -123,6 +123,11 @@ export class LocalRank {
     }
     return ranked;
   }
+  /**
+   * { hits, misses, storedVectors }: texts the vector cache answered and texts embedded since
+   * start, and how many of the history's vectors are kept on this device (after pending writes).
+   */
+  stats() { return this.#call("stats"); }
   /** The events stored on this device, oldest first. */
   history() { return this.#call("history"); }
   /** Removes every event about one product; resolves to how many were removed. */

@@ -1,17 +1,20 @@
-// The shopper's data on this device, in IndexedDB: the saved history, and any saved copy that
-// could not be read (kept aside, never deleted silently, so the shopper can export or erase it).
+// The shopper's data on this device, in IndexedDB: the saved history, any saved copy that
+// could not be read (kept aside, never deleted silently, so the shopper can export or erase it),
+// and the model's vectors of the history's texts (so a reload does not embed the history again;
+// they mirror the history: erased with it, and dropped when their event is forgotten).
 // Used by the worker (which owns the recommender) and by the page's client, so erasing and
 // exporting work even when the recommender could not start.
 
 export const DB_NAME = "localrank";
-const DB_VERSION = 2;
+const DB_VERSION = 3;
 const STATE = "state";
 const SET_ASIDE = "set-aside";
+const VECTORS = "vectors";
 const HISTORY_KEY = "history";
 
 let database = null;
 
-/** One connection per context. Version 2 added the set-aside store. */
+/** One connection per context. Version 2 added the set-aside store, version 3 the vectors. */
 export function openDb() {
   database ||= new Promise((resolve, reject) => {
     const request = indexedDB.open(DB_NAME, DB_VERSION);
@@ -19,6 +22,7 @@ export function openDb() {
       const db = request.result;
       if (!db.objectStoreNames.contains(STATE)) db.createObjectStore(STATE);
       if (!db.objectStoreNames.contains(SET_ASIDE)) db.createObjectStore(SET_ASIDE, { autoIncrement: true });
+      if (!db.objectStoreNames.contains(VECTORS)) db.createObjectStore(VECTORS);
     };
     request.onsuccess = () => {
       const db = request.result;
@@ -82,12 +86,45 @@ export async function setAsideCopies() {
   return entries;
 }
 
-/** Erases the history and every copy kept aside. */
+/** Erases the history, every copy kept aside, and the history's vectors. */
 export const eraseAll = () =>
-  transaction([STATE, SET_ASIDE], "readwrite", (s) => {
+  transaction([STATE, SET_ASIDE, VECTORS], "readwrite", (s) => {
     s["set-aside"].clear();
+    s.vectors.clear();
     return s.state.delete(HISTORY_KEY);
   });
+
+/** The stored vectors under `keys`: a Map from key to Float32Array (missing keys left out). */
+export async function loadVectors(keys) {
+  const found = new Map();
+  await transaction([VECTORS], "readonly", (s) => {
+    for (const key of keys) {
+      const request = s.vectors.get(key);
+      request.onsuccess = () => request.result instanceof Float32Array && found.set(key, request.result);
+    }
+  });
+  return found;
+}
+
+/**
+ * Makes the vectors store hold exactly `keep` (a Set of keys): puts `added` ([key, Float32Array]
+ * pairs) and deletes every other key, in one transaction.
+ */
+export const syncVectors = (added, keep) =>
+  transaction([VECTORS], "readwrite", (s) => {
+    for (const [key, vector] of added) s.vectors.put(vector, key);
+    const request = s.vectors.openKeyCursor();
+    request.onsuccess = () => {
+      const cursor = request.result;
+      if (!cursor) return;
+      if (!keep.has(cursor.key)) s.vectors.delete(cursor.key);
+      cursor.continue();
+    };
+    return request;
+  });
+
+/** How many vectors are stored (for tests and the data dialog). */
+export const storedVectorCount = () => transaction([VECTORS], "readonly", (s) => s.vectors.count());
 
 /** The saved history as text (for an export when the recommender is not running), or "". */
 export async function savedHistoryText() {

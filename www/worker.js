@@ -6,11 +6,12 @@
 // full quota), the in-memory history goes back to what it was and the call fails, so the page,
 // the memory and the disk always agree.
 import init, { Recommender } from "/pkg/localrank.js";
-import { loadHistory, saveHistory, setAside, setAsideCopies, eraseAll, storageProblem } from "/storage.js";
+import { loadHistory, saveHistory, setAside, setAsideCopies, eraseAll, storageProblem, loadVectors, syncVectors } from "/storage.js";
 
 const MODEL_CACHE = "localrank-models";
 
 let recommender = null;
+let modelId = "";
 
 const post = (message) => self.postMessage(message);
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -144,6 +145,60 @@ async function restoreHistory() {
   }
 }
 
+// The history's vectors on disk: keyed by the model and a hash of the text, so another model's
+// vectors are never read, and a text's vector is found whatever event it came from.
+const vectorKey = async (text) => `${modelId}:${await sha256(new TextEncoder().encode(text))}`;
+// Keys on disk as of the last sync (null until restored): a sync writes only what is new.
+let storedKeys = null;
+
+// Gives the recommender the vectors kept for its history, so ranking after a reload embeds only
+// what it has not seen. Returns how many were found; a storage failure costs only time.
+async function restoreVectors() {
+  try {
+    const texts = recommender.historyTexts();
+    const keys = await Promise.all(texts.map(vectorKey));
+    const found = await loadVectors(keys);
+    const width = found.size ? found.values().next().value.length : 0;
+    const rows = keys.map((key, i) => [texts[i], found.get(key)]).filter(([, v]) => v && v.length === width);
+    const flat = new Float32Array(rows.length * width);
+    rows.forEach(([, vector], i) => flat.set(vector, i * width));
+    recommender.insertVectors(rows.map(([text]) => text), flat);
+    storedKeys = new Set(keys.filter((key) => found.has(key)));
+    return rows.length;
+  } catch (error) {
+    post({ type: "warning", message: `saved product vectors could not be read (${error.message}); they will be computed again` });
+    storedKeys = new Set();
+    return 0;
+  }
+}
+
+// After a history change, in the background: embeds what the history has that is not on disk
+// yet (usually the one product just recorded, often already in the cache from ranking) and makes
+// the disk hold exactly the history's vectors (a forgotten product's vector goes with it).
+let vectorSync = Promise.resolve();
+function syncHistoryVectors() {
+  vectorSync = vectorSync.then(async () => {
+    if (!recommender || !storedKeys) return;
+    try {
+      const texts = recommender.historyTexts();
+      const keys = await Promise.all(texts.map(vectorKey));
+      const missing = texts.map((text, i) => [text, keys[i]]).filter(([, key]) => !storedKeys.has(key));
+      const added = [];
+      if (missing.length) {
+        const flat = recommender.textVectors(missing.map(([text]) => text));
+        const width = flat.length / missing.length;
+        missing.forEach(([, key], i) => added.push([key, flat.slice(i * width, (i + 1) * width)]));
+      }
+      const keep = new Set(keys);
+      await syncVectors(added, keep);
+      storedKeys = keep;
+    } catch (error) {
+      console.warn(`localrank: product vectors were not kept on this device (${error && error.name}); they will be computed again`);
+    }
+  });
+  return vectorSync;
+}
+
 // The store's sequence encoder: fetched with progress and checked against the checksum in its
 // train.json, cached like the model. Any failure (missing, corrupt, made for another model) is a
 // warning and ranking stays text-only: the store's encoder improves ranking, it never blocks it.
@@ -170,12 +225,16 @@ const methods = {
     post({ type: "progress", phase: "compile", loaded: 0, total: 1 });
     await init();
     recommender = new Recommender(bytes);
+    modelId = `${entry.modelId}@${entry.sha256}`;
     const encoder = encoderUrl ? await loadEncoder(encoderUrl, encoderManifestUrl) : null;
     await restoreHistory();
-    return { modelId: entry.modelId, sha256: entry.sha256, encoder, events: recommender.history().length };
+    const restoredVectors = await restoreVectors();
+    return { modelId: entry.modelId, sha256: entry.sha256, encoder, events: recommender.history().length, restoredVectors };
   },
-  record(event) {
-    return changeAndSave(() => recommender.record(event));
+  async record(event) {
+    const result = await changeAndSave(() => recommender.record(event));
+    syncHistoryVectors();
+    return result;
   },
   // Lenient: what cannot be ranked is left out and named in `dropped`, the rest is ranked.
   rerank(candidates, options) {
@@ -184,8 +243,15 @@ const methods = {
   history() {
     return recommender.history();
   },
-  forget(itemId) {
-    return changeAndSave(() => recommender.forget(itemId));
+  async forget(itemId) {
+    const removed = await changeAndSave(() => recommender.forget(itemId));
+    syncHistoryVectors();
+    return removed;
+  },
+  // { hits, misses } of the recommender's vector cache, and the vectors kept on disk.
+  async stats() {
+    await vectorSync;
+    return { ...recommender.cacheStats(), storedVectors: storedKeys ? storedKeys.size : 0 };
   },
   clear() {
     return serially(async () => {
@@ -195,6 +261,7 @@ const methods = {
         throw new Error(`could not erase the history on this device: ${storageProblem(error)}`, { cause: error });
       }
       recommender.clear();
+      storedKeys = new Set();
       savingBlocked = null;
     });
   },

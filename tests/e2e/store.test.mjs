@@ -49,12 +49,18 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   assert.ok(horror.some((c) => viewed.some((title) => c.reason === `Because you viewed ${title}`)), "a matching reason names a viewed product");
   await page.screenshot({ path: join(ARTIFACTS, "store.png"), fullPage: true });
   await waitForSaved(page, 3);
+  // The viewed products' vectors are kept with the history, in the background.
+  const storedVectors = () => page.evaluate(async () => (await import("/storage.js")).storedVectorCount());
+  for (let attempt = 0; attempt < 100 && (await storedVectors()) < 3; attempt++) await page.waitForTimeout(50);
+  assert.equal(await storedVectors(), 3, "one vector per viewed product on disk");
 
-  // Second visit: history from IndexedDB, model from the Cache API (no model download).
+  // Second visit: history from IndexedDB, model from the Cache API (no model download), and the
+  // history's vectors from IndexedDB (not embedded again).
   const modelFetches = () => requests.filter((r) => r.url.endsWith(".gguf")).length;
   const fetchedBefore = modelFetches();
   await loadStore(page);
   assert.equal(modelFetches(), fetchedBefore, "the second visit loads the model from the cache");
+  assert.equal(await page.getAttribute("body", "data-restored-vectors"), "3", "the history's vectors were read back, not embedded again");
   assert.equal((await dataDialogLines(page)).length, 3);
   // The row leans toward the page on show: back on the Horror page, the same order as before.
   await openCategory(page, "Horror");
@@ -63,6 +69,7 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   await page.click("#open-data");
   await page.click("#erase");
   await page.waitForFunction(() => document.querySelector("#events").textContent.includes("Nothing is stored."));
+  assert.equal(await storedVectors(), 0, "erasing the history erases its vectors");
   await page.click("#close-data");
   await page.waitForFunction((ids) => [...document.querySelectorAll("#recommended .card")].map((c) => c.dataset.id).join() === ids.join(), serverOrder);
   await close();
@@ -108,6 +115,9 @@ test("a shopper's unhappy review pushes look-alikes down on the device, and forg
     saved = await readSavedHistory(page);
   }
   assert.deepEqual(saved.events.map((e) => e.kind), ["view", "view"], "the review and that film's views are gone from the device");
+  const storedVectors = () => page.evaluate(async () => (await import("/storage.js")).storedVectorCount());
+  for (let attempt = 0; attempt < 100 && (await storedVectors()) !== 2; attempt++) await page.waitForTimeout(50);
+  assert.equal(await storedVectors(), 2, "the forgotten film's vectors (its text, the review's words) went with it");
   const afterForget = await horrorCount();
   console.log(`after forgetting it: Horror in the top 8 ${afterForget}`);
   assert.ok(afterForget > horrorAfter, "without the review, its look-alikes come back up");
