@@ -78,6 +78,14 @@ impl EmbeddingCache {
             .collect())
     }
 
+    /// Whether `text`'s vector is cached (without counting a hit or refreshing its place).
+    pub fn contains(&self, embedder: &Embedder, text: &str) -> bool {
+        self.entries.contains(&Key {
+            model: cache_model_key(embedder),
+            text: text.to_string(),
+        })
+    }
+
     /// Adds vectors computed elsewhere (e.g. a whole catalog embedded in one pass).
     pub fn insert(&mut self, embedder: &Embedder, text: String, vector: Vector) {
         self.entries.put(

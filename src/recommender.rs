@@ -151,6 +151,17 @@ impl Recommender {
         texts
     }
 
+    /// The texts the model reads for `candidates` that are not cached (each once, in order): what
+    /// a page may find in its own saved copy before ranking, so only new products are embedded.
+    pub fn uncached_texts(&self, candidates: &[Candidate]) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        candidates
+            .iter()
+            .map(Candidate::embedding_text)
+            .filter(|text| !self.cache.contains(&self.embedder, text) && seen.insert(text.clone()))
+            .collect()
+    }
+
     /// The vectors of `texts`, from the cache or embedded now (and then cached).
     pub fn vectors_of(&mut self, texts: &[String]) -> Result<Vec<Vector>> {
         self.cache.embed(&self.embedder, texts)

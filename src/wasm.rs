@@ -302,6 +302,20 @@ impl JsRecommender {
         self.inner.history_texts()
     }
 
+    /// The texts the model reads for `candidates` that are not in the cache (each once; records
+    /// that cannot be read are skipped, as `rerankAdmitting` leaves them out).
+    #[wasm_bindgen(js_name = uncachedTexts)]
+    pub fn uncached_texts(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "unknown[]")] candidates: JsValue,
+    ) -> Result<Vec<String>, JsError> {
+        let readable: Vec<crate::Candidate> = records_from(candidates, "candidates")?
+            .into_iter()
+            .filter_map(|c| c.ok())
+            .collect();
+        Ok(self.inner.uncached_texts(&readable))
+    }
+
     /// The vectors of `texts`, row-major (`texts.length` x the model's width): from the cache,
     /// or embedded now and cached.
     #[wasm_bindgen(js_name = textVectors)]

@@ -82,6 +82,7 @@ async function showGrid(title, slot, page) {
   } catch (error) {
     $("grid").replaceChildren(notice(error.message));
   }
+  $("grid").dataset.page = title; // which page is on show (tests wait on it)
 }
 
 /** What the shopper is looking at now: the open product, else the grid's category or search. */
@@ -359,6 +360,8 @@ async function startRecommender() {
     document.body.dataset.restoredVectors = String(state.rec.info.restoredVectors);
     document.body.dataset.ready = "true";
     await showRecommended();
+    // How many texts the first row embedded (0 when every product's vector was saved before).
+    document.body.dataset.embeddedAtStart = String((await state.rec.stats()).misses);
   } catch (error) {
     $("status").textContent = `Personal recommendations are off on this device: ${startFailure(error)}. The store works as usual.`;
     document.body.dataset.ready = "failed";

@@ -10,11 +10,16 @@ const DB_VERSION = 3;
 const STATE = "state";
 const SET_ASIDE = "set-aside";
 const VECTORS = "vectors";
+const PRODUCT_VECTORS = "product-vectors";
 const HISTORY_KEY = "history";
 
 let database = null;
 
-/** One connection per context. Version 2 added the set-aside store, version 3 the vectors. */
+/**
+ * One connection per context. Version 2 added the set-aside store, version 3 the history's
+ * vectors and the product vectors (a bounded cache of what ranking embedded, used most recently
+ * kept).
+ */
 export function openDb() {
   database ||= new Promise((resolve, reject) => {
     const request = indexedDB.open(DB_NAME, DB_VERSION);
@@ -23,6 +28,7 @@ export function openDb() {
       if (!db.objectStoreNames.contains(STATE)) db.createObjectStore(STATE);
       if (!db.objectStoreNames.contains(SET_ASIDE)) db.createObjectStore(SET_ASIDE, { autoIncrement: true });
       if (!db.objectStoreNames.contains(VECTORS)) db.createObjectStore(VECTORS);
+      if (!db.objectStoreNames.contains(PRODUCT_VECTORS)) db.createObjectStore(PRODUCT_VECTORS);
     };
     request.onsuccess = () => {
       const db = request.result;
@@ -86,11 +92,12 @@ export async function setAsideCopies() {
   return entries;
 }
 
-/** Erases the history, every copy kept aside, and the history's vectors. */
+/** Erases the history, every copy kept aside, the history's vectors and the product vectors. */
 export const eraseAll = () =>
-  transaction([STATE, SET_ASIDE, VECTORS], "readwrite", (s) => {
+  transaction([STATE, SET_ASIDE, VECTORS, PRODUCT_VECTORS], "readwrite", (s) => {
     s["set-aside"].clear();
     s.vectors.clear();
+    s["product-vectors"].clear();
     return s.state.delete(HISTORY_KEY);
   });
 
@@ -122,6 +129,52 @@ export const syncVectors = (added, keep) =>
     };
     return request;
   });
+
+/** Product vectors stored under `keys` (a Map from key to Float32Array), each marked used now. */
+export async function loadProductVectors(keys) {
+  const found = new Map();
+  const used = Date.now();
+  await transaction([PRODUCT_VECTORS], "readwrite", (s) => {
+    for (const key of keys) {
+      const request = s["product-vectors"].get(key);
+      request.onsuccess = () => {
+        const entry = request.result;
+        if (!entry || !(entry.vector instanceof Float32Array)) return;
+        found.set(key, entry.vector);
+        s["product-vectors"].put({ vector: entry.vector, used }, key);
+      };
+    }
+  });
+  return found;
+}
+
+/** Stores product vectors ([key, Float32Array] pairs); beyond `cap` the least recently used go. */
+export async function saveProductVectors(entries, cap) {
+  const used = Date.now();
+  const count = await transaction([PRODUCT_VECTORS], "readwrite", (s) => {
+    for (const [key, vector] of entries) s["product-vectors"].put({ vector, used }, key);
+    return s["product-vectors"].count();
+  });
+  if (count <= cap) return;
+  const ages = [];
+  await transaction([PRODUCT_VECTORS], "readwrite", (s) => {
+    const request = s["product-vectors"].openCursor();
+    request.onsuccess = () => {
+      const cursor = request.result;
+      if (cursor) {
+        ages.push([cursor.value.used, cursor.key]);
+        cursor.continue();
+        return;
+      }
+      ages.sort((a, b) => a[0] - b[0]);
+      for (const [, key] of ages.slice(0, ages.length - cap)) s["product-vectors"].delete(key);
+    };
+    return request;
+  });
+}
+
+/** How many product vectors are stored. */
+export const storedProductVectorCount = () => transaction([PRODUCT_VECTORS], "readonly", (s) => s["product-vectors"].count());
 
 /** How many vectors are stored (for tests and the data dialog). */
 export const storedVectorCount = () => transaction([VECTORS], "readonly", (s) => s.vectors.count());

@@ -6,7 +6,7 @@
 // full quota), the in-memory history goes back to what it was and the call fails, so the page,
 // the memory and the disk always agree.
 import init, { Recommender } from "/pkg/localrank.js";
-import { loadHistory, saveHistory, setAside, setAsideCopies, eraseAll, storageProblem, loadVectors, syncVectors } from "/storage.js";
+import { loadHistory, saveHistory, setAside, setAsideCopies, eraseAll, storageProblem, loadVectors, syncVectors, loadProductVectors, saveProductVectors } from "/storage.js";
 
 const MODEL_CACHE = "localrank-models";
 
@@ -199,6 +199,46 @@ function syncHistoryVectors() {
   return vectorSync;
 }
 
+// Products' vectors across page loads: a bounded cache (least recently used go), so a product
+// seen on an earlier page is not embedded again. Only texts missing from the in-memory cache are
+// looked up, so a warm re-rank never waits on storage.
+const PRODUCT_VECTOR_CAP = 2000;
+
+// Puts the saved vectors of `candidates`' uncached texts into the recommender; returns the texts
+// that were not saved (ranking embeds them; they are saved after it).
+async function restoreProductVectors(candidates) {
+  const texts = recommender.uncachedTexts(candidates);
+  if (!texts.length) return [];
+  try {
+    const keys = await Promise.all(texts.map(vectorKey));
+    const found = await loadProductVectors(keys);
+    const width = found.size ? found.values().next().value.length : 0;
+    const rows = keys.map((key, i) => [texts[i], found.get(key)]).filter(([, v]) => v && v.length === width);
+    const flat = new Float32Array(rows.length * width);
+    rows.forEach(([, vector], i) => flat.set(vector, i * width));
+    recommender.insertVectors(rows.map(([text]) => text), flat);
+    return texts.filter((_, i) => !found.has(keys[i]));
+  } catch (error) {
+    console.warn(`localrank: saved product vectors could not be read (${error && error.message}); embedding them`);
+    return texts;
+  }
+}
+
+// After ranking, in the background: saves the vectors ranking just computed.
+function keepProductVectors(texts) {
+  if (!texts.length) return;
+  vectorSync = vectorSync.then(async () => {
+    try {
+      const flat = recommender.textVectors(texts);
+      const width = flat.length / texts.length;
+      const keys = await Promise.all(texts.map(vectorKey));
+      await saveProductVectors(keys.map((key, i) => [key, flat.slice(i * width, (i + 1) * width)]), PRODUCT_VECTOR_CAP);
+    } catch (error) {
+      console.warn(`localrank: product vectors were not kept on this device (${error && error.name}); they will be computed again`);
+    }
+  });
+}
+
 // The store's sequence encoder: fetched with progress and checked against the checksum in its
 // train.json, cached like the model. Any failure (missing, corrupt, made for another model) is a
 // warning and ranking stays text-only: the store's encoder improves ranking, it never blocks it.
@@ -237,8 +277,11 @@ const methods = {
     return result;
   },
   // Lenient: what cannot be ranked is left out and named in `dropped`, the rest is ranked.
-  rerank(candidates, options) {
-    return recommender.rerankAdmitting(candidates, options);
+  async rerank(candidates, options) {
+    const unsaved = await restoreProductVectors(candidates);
+    const result = recommender.rerankAdmitting(candidates, options);
+    keepProductVectors(unsaved);
+    return result;
   },
   history() {
     return recommender.history();

@@ -98,7 +98,8 @@ export async function serverTop(n) {
 export async function openCategory(page, category) {
   await page.click(`#categories button[data-category="${category}"]`);
   await page.waitForFunction((name) => document.getElementById("grid-title").textContent === name, category);
-  await page.waitForSelector("#grid .card");
+  // The title changes at once; the products when the list arrives: wait for those.
+  await page.waitForFunction((name) => document.getElementById("grid").dataset.page === name && document.querySelector("#grid .card"), category);
 }
 
 /** Opens grid product `index`, optionally presses an action in its dialog, and closes it. */

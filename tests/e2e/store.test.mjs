@@ -32,6 +32,9 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   assert.equal(Number(await page.getAttribute("body", "data-model-bytes")), modelBytes, "the progress bar counted every byte of the model");
   const serverOrder = await serverTop(8);
   await rowSettled(page);
+  await page.waitForSelector("body[data-embedded-at-start]");
+  const embeddedFirst = Number(await page.getAttribute("body", "data-embedded-at-start"));
+  assert.ok(embeddedFirst >= 50, `a first visit embeds the home list: ${embeddedFirst}`);
   assert.deepEqual(await recommendedIds(page), serverOrder, "no history: the server's order");
   // The page's first row (LocalRank.serverOrder, in JS, before the model answers) is the order
   // the core gives a shopper without history.
@@ -61,6 +64,8 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   await loadStore(page);
   assert.equal(modelFetches(), fetchedBefore, "the second visit loads the model from the cache");
   assert.equal(await page.getAttribute("body", "data-restored-vectors"), "3", "the history's vectors were read back, not embedded again");
+  await page.waitForSelector("body[data-embedded-at-start]");
+  assert.equal(await page.getAttribute("body", "data-embedded-at-start"), "0", "the home list's vectors were saved on the first visit: nothing embedded");
   assert.equal((await dataDialogLines(page)).length, 3);
   // The row leans toward the page on show: back on the Horror page, the same order as before.
   await openCategory(page, "Horror");
@@ -70,6 +75,7 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   await page.click("#erase");
   await page.waitForFunction(() => document.querySelector("#events").textContent.includes("Nothing is stored."));
   assert.equal(await storedVectors(), 0, "erasing the history erases its vectors");
+  assert.equal(await page.evaluate(async () => (await import("/storage.js")).storedProductVectorCount()), 0, "and the product vectors");
   await page.click("#close-data");
   await page.waitForFunction((ids) => [...document.querySelectorAll("#recommended .card")].map((c) => c.dataset.id).join() === ids.join(), serverOrder);
   await close();
