@@ -127,22 +127,23 @@ impl Recommender {
     }
 
     /// The distinct texts the model reads for the stored history (each product's text, each
-    /// search's words, each review's words), oldest event first: what a page keeps the vectors
-    /// of, so a reload does not embed the history again (see `insert_vectors`).
+    /// search's words; for a review, its words and the glad reading of it too, as ranking may
+    /// use either), oldest event first: what a page keeps the vectors of, so a reload does not
+    /// embed the history again (see `insert_vectors`).
     pub fn history_texts(&self) -> Vec<String> {
         let mut seen = std::collections::HashSet::new();
         let mut texts = Vec::new();
         for event in &self.history {
-            let product = event.item.as_ref().map(Candidate::embedding_text);
-            let words = match event.kind {
-                EventKind::Search => event.query.clone(),
-                EventKind::Review => event.text.clone(),
-                _ => None,
+            let event_texts = match (event.kind, &event.item) {
+                (EventKind::Search, _) => vec![event.query.clone()],
+                (EventKind::Review, Some(item)) => vec![
+                    Some(item.embedding_text()),
+                    event.text.clone(),
+                    Some(glad_review_text(item, event)),
+                ],
+                (_, item) => vec![item.as_ref().map(Candidate::embedding_text)],
             };
-            for text in [product.filter(|_| event.kind != EventKind::Search), words]
-                .into_iter()
-                .flatten()
-            {
+            for text in event_texts.into_iter().flatten() {
                 if seen.insert(text.clone()) {
                     texts.push(text);
                 }
@@ -554,14 +555,19 @@ fn check_store_vector(encoder: &SequenceEncoder, item: &Candidate, record: &str)
 fn event_text(event: &Event, sentiment: f64) -> String {
     match (&event.item, event.kind) {
         (_, EventKind::Search) => event.query.clone().unwrap_or_default(),
-        (Some(item), EventKind::Review) if sentiment > 0.0 => format!(
-            "{}. {}",
-            item.embedding_text(),
-            event.text.as_deref().unwrap_or_default()
-        ),
+        (Some(item), EventKind::Review) if sentiment > 0.0 => glad_review_text(item, event),
         (Some(item), _) => item.embedding_text(),
         (None, _) => String::new(),
     }
+}
+
+/// A glad review as the profile reads it: the product's text, then the shopper's words.
+fn glad_review_text(item: &Candidate, review: &Event) -> String {
+    format!(
+        "{}. {}",
+        item.embedding_text(),
+        review.text.as_deref().unwrap_or_default()
+    )
 }
 
 fn event_label(event: &Event) -> String {

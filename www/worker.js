@@ -151,6 +151,25 @@ const vectorKey = async (text) => `${modelId}:${await sha256(new TextEncoder().e
 // Keys on disk as of the last sync (null until restored): a sync writes only what is new.
 let storedKeys = null;
 
+// Hands the vectors found on disk (`found`: key -> Float32Array) for `texts` (under `keys`) to
+// the recommender, which checks them; returns how many.
+function insertFound(texts, keys, found) {
+  const width = found.size ? found.values().next().value.length : 0;
+  const rows = keys.map((key, i) => [texts[i], found.get(key)]).filter(([, v]) => v && v.length === width);
+  const flat = new Float32Array(rows.length * width);
+  rows.forEach(([, vector], i) => flat.set(vector, i * width));
+  recommender.insertVectors(rows.map(([text]) => text), flat);
+  return rows.length;
+}
+
+// `texts`' vectors as [key, Float32Array] pairs, from the cache or embedded now.
+async function keyedVectors(texts) {
+  const flat = recommender.textVectors(texts);
+  const width = flat.length / texts.length;
+  const keys = await Promise.all(texts.map(vectorKey));
+  return keys.map((key, i) => [key, flat.slice(i * width, (i + 1) * width)]);
+}
+
 // Gives the recommender the vectors kept for its history, so ranking after a reload embeds only
 // what it has not seen. Returns how many were found; a storage failure costs only time.
 async function restoreVectors() {
@@ -158,13 +177,8 @@ async function restoreVectors() {
     const texts = recommender.historyTexts();
     const keys = await Promise.all(texts.map(vectorKey));
     const found = await loadVectors(keys);
-    const width = found.size ? found.values().next().value.length : 0;
-    const rows = keys.map((key, i) => [texts[i], found.get(key)]).filter(([, v]) => v && v.length === width);
-    const flat = new Float32Array(rows.length * width);
-    rows.forEach(([, vector], i) => flat.set(vector, i * width));
-    recommender.insertVectors(rows.map(([text]) => text), flat);
     storedKeys = new Set(keys.filter((key) => found.has(key)));
-    return rows.length;
+    return insertFound(texts, keys, found);
   } catch (error) {
     post({ type: "warning", message: `saved product vectors could not be read (${error.message}); they will be computed again` });
     storedKeys = new Set();
@@ -182,13 +196,8 @@ function syncHistoryVectors() {
     try {
       const texts = recommender.historyTexts();
       const keys = await Promise.all(texts.map(vectorKey));
-      const missing = texts.map((text, i) => [text, keys[i]]).filter(([, key]) => !storedKeys.has(key));
-      const added = [];
-      if (missing.length) {
-        const flat = recommender.textVectors(missing.map(([text]) => text));
-        const width = flat.length / missing.length;
-        missing.forEach(([, key], i) => added.push([key, flat.slice(i * width, (i + 1) * width)]));
-      }
+      const missing = texts.filter((_, i) => !storedKeys.has(keys[i]));
+      const added = missing.length ? await keyedVectors(missing) : [];
       const keep = new Set(keys);
       await syncVectors(added, keep);
       storedKeys = keep;
@@ -212,11 +221,7 @@ async function restoreProductVectors(candidates) {
   try {
     const keys = await Promise.all(texts.map(vectorKey));
     const found = await loadProductVectors(keys);
-    const width = found.size ? found.values().next().value.length : 0;
-    const rows = keys.map((key, i) => [texts[i], found.get(key)]).filter(([, v]) => v && v.length === width);
-    const flat = new Float32Array(rows.length * width);
-    rows.forEach(([, vector], i) => flat.set(vector, i * width));
-    recommender.insertVectors(rows.map(([text]) => text), flat);
+    insertFound(texts, keys, found);
     return texts.filter((_, i) => !found.has(keys[i]));
   } catch (error) {
     console.warn(`localrank: saved product vectors could not be read (${error && error.message}); embedding them`);
@@ -229,10 +234,7 @@ function keepProductVectors(texts) {
   if (!texts.length) return;
   vectorSync = vectorSync.then(async () => {
     try {
-      const flat = recommender.textVectors(texts);
-      const width = flat.length / texts.length;
-      const keys = await Promise.all(texts.map(vectorKey));
-      await saveProductVectors(keys.map((key, i) => [key, flat.slice(i * width, (i + 1) * width)]), PRODUCT_VECTOR_CAP);
+      await saveProductVectors(await keyedVectors(texts), PRODUCT_VECTOR_CAP);
     } catch (error) {
       console.warn(`localrank: product vectors were not kept on this device (${error && error.name}); they will be computed again`);
     }
