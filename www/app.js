@@ -3,8 +3,8 @@
 // page view (the home list when the page loads, a category or search list when the shopper opens
 // that page), and everything the shopper does here (view, cart, dismiss, review) only re-ranks the
 // lists the page already has, in the worker. The page the shopper is on (a product, a category, a
-// search) is passed to the re-ranking as context, on the device too. Searches are the one thing sent: the typed words go to the
-// store's search, as on any shop (the page and README say so).
+// search) is passed to the re-ranking as context, on the device too. Searches are the one thing
+// sent: the typed words go to the store's search, as on any shop (the page and README say so).
 //
 // Degrade, don't die: the recommender starts on its own, whatever the lists do; a list that
 // fails shows a message in its place; if the recommender cannot start, the store works in the
