@@ -57,6 +57,29 @@ impl Error {
             source,
         }
     }
+
+    /// A stable name for the kind of failure, for code that reacts to it (the browser client's
+    /// `LocalRankError.name`): `ModelFormat`, `EncoderFormat`, `InvalidRecord`, `Tokenizer`,
+    /// `Inference`, `SavedState`, `Io`. Messages may change; names do not.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::Model(_) => "ModelFormat",
+            Error::Encoder(_) => "EncoderFormat",
+            Error::InvalidInput { .. } => "InvalidRecord",
+            Error::Tokenizer(_) => "Tokenizer",
+            Error::Inference(_) => "Inference",
+            Error::State(_) => "SavedState",
+            Error::Io { .. } => "Io",
+        }
+    }
+
+    /// The record and field an `InvalidRecord` names (`candidates[17].id`), else `None`.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidInput { record, .. } => Some(record),
+            _ => None,
+        }
+    }
 }
 
 impl From<candle_core::Error> for Error {
@@ -66,3 +89,20 @@ impl From<candle_core::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable_and_invalid_records_carry_their_field() {
+        let invalid = Error::invalid("candidates[3].id", "is missing");
+        assert_eq!(invalid.name(), "InvalidRecord");
+        assert_eq!(invalid.field(), Some("candidates[3].id"));
+        assert_eq!(invalid.to_string(), "candidates[3].id: is missing");
+        assert_eq!(Error::model("truncated").name(), "ModelFormat");
+        assert_eq!(Error::Encoder("x".into()).name(), "EncoderFormat");
+        assert_eq!(Error::State("x".into()).name(), "SavedState");
+        assert_eq!(Error::model("truncated").field(), None);
+    }
+}

@@ -155,11 +155,17 @@ impl Recommender {
     /// The texts the model reads for `candidates` that are not cached (each once, in order): what
     /// a page may find in its own saved copy before ranking, so only new products are embedded.
     pub fn uncached_texts(&self, candidates: &[Candidate]) -> Vec<String> {
+        let texts: Vec<String> = candidates.iter().map(Candidate::embedding_text).collect();
+        self.uncached_of(&texts)
+    }
+
+    /// The `texts` that are not cached, each once, in order: what embedding them would embed.
+    pub fn uncached_of(&self, texts: &[String]) -> Vec<String> {
         let mut seen = std::collections::HashSet::new();
-        candidates
+        texts
             .iter()
-            .map(Candidate::embedding_text)
-            .filter(|text| !self.cache.contains(&self.embedder, text) && seen.insert(text.clone()))
+            .filter(|text| !self.cache.contains(&self.embedder, text) && seen.insert(*text))
+            .cloned()
             .collect()
     }
 

@@ -1,6 +1,8 @@
 //! The browser boundary (wasm32 only). It converts types and errors and calls the core; it holds
 //! no logic of its own. Bytes come in (`Uint8Array`), vectors leave as `Float32Array`, and every
-//! failure is a `JsError` whose message says what to fix: nothing here may panic on input.
+//! failure is a JS `Error` whose message says what to fix, whose `name` is the core's stable name
+//! for the kind of failure (`InvalidRecord`, `ModelFormat`, ... see `Error::name`) and, for an
+//! invalid record, whose `field` names it: nothing here may panic on input.
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -11,21 +13,41 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-fn js_error(err: crate::Error) -> JsError {
-    JsError::new(&err.to_string())
+/// What every call here throws: `Error { name, message, field? }`, so the page's client can pass
+/// the failure on typed (`LocalRankError`) without parsing messages.
+type JsResult<T> = Result<T, JsValue>;
+
+fn js_error(err: crate::Error) -> JsValue {
+    let error = js_sys::Error::new(&err.to_string());
+    error.set_name(err.name());
+    if let Some(field) = err.field() {
+        // Setting a property on a fresh Error object cannot fail.
+        let _ = js_sys::Reflect::set(&error, &"field".into(), &field.into());
+    }
+    error.into()
+}
+
+/// An `InvalidRecord` error for a value that came through the boundary in the wrong shape.
+fn invalid(record: impl Into<String>, problem: &str) -> JsValue {
+    js_error(crate::Error::invalid(record, problem))
 }
 
 /// Reads a JS array of strings, naming the first element that is not one.
-fn strings_from(array: &js_sys::Array, name: &str) -> Result<Vec<String>, JsError> {
+fn strings_from(array: &js_sys::Array, name: &str) -> JsResult<Vec<String>> {
     array
         .iter()
         .enumerate()
         .map(|(index, value)| {
             value
                 .as_string()
-                .ok_or_else(|| JsError::new(&format!("{name}[{index}] is not a string")))
+                .ok_or_else(|| invalid(format!("{name}[{index}]"), "is not a string"))
         })
         .collect()
+}
+
+fn batch_plan(embedder: &crate::Embedder, texts: &js_sys::Array) -> JsResult<JsValue> {
+    let texts = strings_from(texts, "texts")?;
+    to_js(&embedder.batch_plan(&texts).map_err(js_error)?)
 }
 
 /// A sentence embedder: `new Embedder(modelBytes)`, then `embed(texts)`.
@@ -38,16 +60,24 @@ pub struct JsEmbedder {
 impl JsEmbedder {
     /// Loads a GGUF model made by `localrank convert` from its bytes.
     #[wasm_bindgen(constructor)]
-    pub fn new(model_bytes: &[u8]) -> Result<JsEmbedder, JsError> {
+    pub fn new(model_bytes: &[u8]) -> JsResult<JsEmbedder> {
         let inner = crate::Embedder::from_bytes(model_bytes).map_err(js_error)?;
         Ok(JsEmbedder { inner })
     }
 
     /// Embeds `texts` (an array of strings): a row-major `texts.length x dim` Float32Array,
     /// each row L2-normalised.
-    pub fn embed(&self, texts: js_sys::Array) -> Result<Vec<f32>, JsError> {
+    pub fn embed(&self, texts: js_sys::Array) -> JsResult<Vec<f32>> {
         let texts = strings_from(&texts, "texts")?;
         Ok(self.inner.embed(&texts).map_err(js_error)?.data)
+    }
+
+    /// How `embed(texts)` batches `texts`: each batch's indices, in the order they run. Embedding
+    /// one batch's texts alone (in this order) gives bit for bit the rows the whole call gives,
+    /// so a pool of workers splits work along these batches.
+    #[wasm_bindgen(js_name = batchPlan, unchecked_return_type = "number[][]")]
+    pub fn batch_plan(&self, texts: js_sys::Array) -> JsResult<JsValue> {
+        batch_plan(&self.inner, &texts)
     }
 
     #[wasm_bindgen(getter)]
@@ -157,7 +187,7 @@ fn record_from<T: serde::de::DeserializeOwned>(value: JsValue, name: &str) -> cr
 fn optional_record<T: serde::de::DeserializeOwned>(
     value: JsValue,
     name: &str,
-) -> Result<Option<T>, JsError> {
+) -> JsResult<Option<T>> {
     if value.is_undefined() || value.is_null() {
         return Ok(None);
     }
@@ -169,10 +199,10 @@ fn optional_record<T: serde::de::DeserializeOwned>(
 fn records_from<T: serde::de::DeserializeOwned>(
     value: JsValue,
     name: &str,
-) -> Result<Vec<crate::Result<T>>, JsError> {
+) -> JsResult<Vec<crate::Result<T>>> {
     let array: js_sys::Array = value
         .dyn_into()
-        .map_err(|_| JsError::new(&format!("{name} must be an array")))?;
+        .map_err(|_| invalid(name, "must be an array"))?;
     Ok(array
         .iter()
         .enumerate()
@@ -180,10 +210,14 @@ fn records_from<T: serde::de::DeserializeOwned>(
         .collect())
 }
 
-fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
+fn to_js<T: serde::Serialize>(value: &T) -> JsResult<JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsError::new(&format!("cannot convert result: {e}")))
+        .map_err(|e| {
+            js_error(crate::Error::Inference(format!(
+                "cannot convert result: {e}"
+            )))
+        })
 }
 
 /// The private recommender: history in, ranked candidates with reasons out. The page keeps the
@@ -199,7 +233,7 @@ impl JsRecommender {
     pub fn new(
         model_bytes: &[u8],
         #[wasm_bindgen(unchecked_param_type = "RankOptions | undefined")] options: JsValue,
-    ) -> Result<JsRecommender, JsError> {
+    ) -> JsResult<JsRecommender> {
         let options = optional_record(options, "options")?;
         let embedder = crate::Embedder::from_bytes(model_bytes).map_err(js_error)?;
         let inner = crate::Recommender::new(embedder, options).map_err(js_error)?;
@@ -210,7 +244,7 @@ impl JsRecommender {
     /// the next ranking on. A corrupt file, or one trained on another language model, throws
     /// with the reason and ranking stays text-only: the page should warn and carry on.
     #[wasm_bindgen(js_name = setEncoder)]
-    pub fn set_encoder(&mut self, encoder_bytes: &[u8]) -> Result<(), JsError> {
+    pub fn set_encoder(&mut self, encoder_bytes: &[u8]) -> JsResult<()> {
         self.inner.set_encoder(encoder_bytes).map_err(js_error)
     }
 
@@ -231,9 +265,9 @@ impl JsRecommender {
     pub fn record(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "ShopperEvent")] event: JsValue,
-    ) -> Result<(), JsError> {
+    ) -> JsResult<()> {
         let event =
-            optional_record(event, "event")?.ok_or_else(|| JsError::new("event: is missing"))?;
+            optional_record(event, "event")?.ok_or_else(|| invalid("event", "is missing"))?;
         self.inner.record(event).map_err(js_error)
     }
 
@@ -244,7 +278,7 @@ impl JsRecommender {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "Candidate[]")] candidates: JsValue,
         #[wasm_bindgen(unchecked_param_type = "RankOptions | undefined")] options: JsValue,
-    ) -> Result<JsValue, JsError> {
+    ) -> JsResult<JsValue> {
         let candidates = records_from::<crate::Candidate>(candidates, "candidates")?
             .into_iter()
             .collect::<crate::Result<Vec<_>>>()
@@ -266,7 +300,7 @@ impl JsRecommender {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "unknown[]")] candidates: JsValue,
         #[wasm_bindgen(unchecked_param_type = "RankOptions | undefined")] options: JsValue,
-    ) -> Result<JsValue, JsError> {
+    ) -> JsResult<JsValue> {
         let parsed = records_from::<crate::Candidate>(candidates, "candidates")?;
         let options: Option<crate::Options> = optional_record(options, "options")?;
         let (ranked, dropped) = self
@@ -282,7 +316,7 @@ impl JsRecommender {
     }
 
     #[wasm_bindgen(unchecked_return_type = "ShopperEvent[]")]
-    pub fn history(&self) -> Result<JsValue, JsError> {
+    pub fn history(&self) -> JsResult<JsValue> {
         to_js(&self.inner.history())
     }
 
@@ -308,7 +342,7 @@ impl JsRecommender {
     pub fn uncached_texts(
         &self,
         #[wasm_bindgen(unchecked_param_type = "unknown[]")] candidates: JsValue,
-    ) -> Result<Vec<String>, JsError> {
+    ) -> JsResult<Vec<String>> {
         let readable: Vec<crate::Candidate> = records_from(candidates, "candidates")?
             .into_iter()
             .filter_map(|c| c.ok())
@@ -316,26 +350,38 @@ impl JsRecommender {
         Ok(self.inner.uncached_texts(&readable))
     }
 
+    /// The `texts` (strings) that are not in the cache, each once, in order.
+    #[wasm_bindgen(js_name = uncachedOf)]
+    pub fn uncached_of(&self, texts: js_sys::Array) -> JsResult<Vec<String>> {
+        Ok(self.inner.uncached_of(&strings_from(&texts, "texts")?))
+    }
+
     /// The vectors of `texts`, row-major (`texts.length` x the model's width): from the cache,
     /// or embedded now and cached.
     #[wasm_bindgen(js_name = textVectors)]
-    pub fn text_vectors(&mut self, texts: js_sys::Array) -> Result<Vec<f32>, JsError> {
+    pub fn text_vectors(&mut self, texts: js_sys::Array) -> JsResult<Vec<f32>> {
         let texts = strings_from(&texts, "texts")?;
         let vectors = self.inner.vectors_of(&texts).map_err(js_error)?;
         Ok(vectors.iter().flat_map(|v| v.iter().copied()).collect())
     }
 
+    /// How embedding `texts` would be batched (see `Embedder.batchPlan`): the worker pool's plan.
+    #[wasm_bindgen(js_name = batchPlan, unchecked_return_type = "number[][]")]
+    pub fn batch_plan(&self, texts: js_sys::Array) -> JsResult<JsValue> {
+        batch_plan(self.inner.embedder(), &texts)
+    }
+
     /// Puts vectors saved before (`textVectors`' rows for `texts`) into the cache, so ranking
     /// does not embed those texts again. A wrong length or a non-finite number throws, naming it.
     #[wasm_bindgen(js_name = insertVectors)]
-    pub fn insert_vectors(&mut self, texts: js_sys::Array, vectors: &[f32]) -> Result<(), JsError> {
+    pub fn insert_vectors(&mut self, texts: js_sys::Array, vectors: &[f32]) -> JsResult<()> {
         let texts = strings_from(&texts, "texts")?;
         self.inner.insert_vectors(&texts, vectors).map_err(js_error)
     }
 
     /// `{ hits, misses }`: texts found in the cache, and texts embedded, since the start.
     #[wasm_bindgen(js_name = cacheStats, unchecked_return_type = "{ hits: number; misses: number }")]
-    pub fn cache_stats(&self) -> Result<JsValue, JsError> {
+    pub fn cache_stats(&self) -> JsResult<JsValue> {
         let (hits, misses) = self.inner.cache_stats();
         #[derive(serde::Serialize)]
         struct Stats {
@@ -361,7 +407,7 @@ impl JsRecommender {
     /// that cannot be read (corrupt, truncated, a newer version) is an error and changes
     /// nothing; events inside it that cannot be read are left out and listed in `dropped`.
     #[wasm_bindgen(js_name = importState, unchecked_return_type = "ImportReport")]
-    pub fn import_state(&mut self, bytes: &[u8]) -> Result<JsValue, JsError> {
+    pub fn import_state(&mut self, bytes: &[u8]) -> JsResult<JsValue> {
         let report = self.inner.import_state(bytes).map_err(js_error)?;
         to_js(&report)
     }

@@ -121,6 +121,32 @@ fn batching_and_padding_do_not_change_vectors() {
     }
 }
 
+/// What a worker pool relies on: each batch of `batch_plan`, embedded on its own, gives bit for
+/// bit the rows the whole call gives, so splitting work along batches changes no vector.
+#[test]
+fn each_planned_batch_alone_gives_the_same_bits() {
+    let embedder = q8_embedder();
+    let texts = fixture_texts();
+    let together = embedder.embed(&texts).unwrap();
+    let plan = embedder.batch_plan(&texts).unwrap();
+    assert!(plan.len() > 1, "the fixture spans several batches");
+    let mut covered: Vec<usize> = plan.iter().flatten().copied().collect();
+    covered.sort();
+    assert_eq!(covered, (0..texts.len()).collect::<Vec<_>>());
+    for batch in &plan {
+        let members: Vec<&String> = batch.iter().map(|&i| &texts[i]).collect();
+        let alone = embedder.embed(&members).unwrap();
+        for (row, &index) in batch.iter().enumerate() {
+            let same = alone
+                .row(row)
+                .iter()
+                .zip(together.row(index))
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "text {index} embedded with its batch alone differs");
+        }
+    }
+}
+
 #[test]
 fn long_texts_are_truncated_at_256_tokens() {
     let embedder = q8_embedder();

@@ -20,13 +20,22 @@ fn js_strings(texts: &[String]) -> js_sys::Array {
     texts.iter().map(|t| JsValue::from_str(t)).collect()
 }
 
-/// The message of a JsError as JS code would see it (`err.message`).
-fn message(err: wasm_bindgen::JsError) -> String {
-    let value: JsValue = err.into();
-    value
-        .dyn_into::<js_sys::Error>()
+/// The message of a thrown error as JS code would see it (`err.message`).
+fn message(err: JsValue) -> String {
+    err.dyn_into::<js_sys::Error>()
         .map(|e| String::from(e.message()))
         .unwrap_or_else(|v| format!("not an Error: {v:?}"))
+}
+
+/// `[name, field]` of a thrown error, as the page's client reads them (`field` "" when absent).
+fn name_and_field(err: &JsValue) -> [String; 2] {
+    let read = |key: &str| {
+        js_sys::Reflect::get(err, &key.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    [read("name"), read("field")]
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -61,6 +70,35 @@ fn browser_vectors_equal_native_vectors() {
     assert!(min >= 0.99999, "wasm vs native min cosine {min}");
 }
 
+/// The worker pool's contract in the browser build: each planned batch embedded alone gives the
+/// bits the whole call gives (batches are 8 texts here, so 42 texts make several).
+#[wasm_bindgen_test]
+fn planned_batches_embedded_alone_give_the_same_bits() {
+    let embedder = Embedder::new(MODEL).unwrap();
+    let texts: Vec<String> = serde_json::from_str(TEXTS).unwrap();
+    let together = embedder.embed(js_strings(&texts)).unwrap();
+    let plan: Vec<Vec<usize>> =
+        serde_wasm_bindgen::from_value(embedder.batch_plan(js_strings(&texts)).unwrap()).unwrap();
+    assert!(
+        plan.len() >= 5,
+        "42 texts in batches of at most 8: {} batches",
+        plan.len()
+    );
+    assert_eq!(plan.iter().map(Vec::len).sum::<usize>(), texts.len());
+    for batch in &plan {
+        let members: Vec<String> = batch.iter().map(|&i| texts[i].clone()).collect();
+        let alone = embedder.embed(js_strings(&members)).unwrap();
+        for (row, &index) in batch.iter().enumerate() {
+            let a = &alone[row * 384..(row + 1) * 384];
+            let b = &together[index * 384..(index + 1) * 384];
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "text {index} differs when its batch runs alone"
+            );
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 fn bad_model_files_are_js_errors_with_messages() {
     let truncated = message(
@@ -82,7 +120,9 @@ fn bad_model_files_are_js_errors_with_messages() {
     let arch = candle_core::quantized::gguf_file::Value::String("llama".into());
     candle_core::quantized::gguf_file::write(&mut other, &[("general.architecture", &arch)], &[])
         .unwrap();
-    let wrong = message(Embedder::new(other.get_ref()).err().expect("llama fails"));
+    let wrong = Embedder::new(other.get_ref()).err().expect("llama fails");
+    assert_eq!(name_and_field(&wrong), ["ModelFormat", ""]);
+    let wrong = message(wrong);
     assert!(wrong.contains("wrong architecture 'llama'"), "{wrong}");
 }
 
@@ -90,8 +130,9 @@ fn bad_model_files_are_js_errors_with_messages() {
 fn non_string_texts_are_named() {
     let embedder = Embedder::new(MODEL).unwrap();
     let texts = js_sys::Array::of2(&JsValue::from_str("ok"), &JsValue::from_f64(3.0));
-    let err = message(embedder.embed(texts).expect_err("a number is not a text"));
-    assert_eq!(err, "texts[1] is not a string");
+    let err = embedder.embed(texts).expect_err("a number is not a text");
+    assert_eq!(name_and_field(&err), ["InvalidRecord", "texts[1]"]);
+    assert_eq!(message(err), "texts[1]: is not a string");
 }
 
 /// A JS value from JSON text, as a page would build it.
@@ -239,14 +280,18 @@ fn history_vectors_leave_and_come_back_as_typed_arrays() {
 #[wasm_bindgen_test]
 fn errors_arrive_as_js_errors_and_the_history_survives() {
     let mut rec = shopper_with_trail_views();
-    let missing_id = message(
-        rec.rerank(
+    let missing_id = rec
+        .rerank(
             js(r#"[{"id": "a", "title": "A"}, {"title": "B"}]"#),
             JsValue::UNDEFINED,
         )
         .err()
-        .unwrap(),
+        .unwrap();
+    assert_eq!(
+        name_and_field(&missing_id),
+        ["InvalidRecord", "candidates[1]"]
     );
+    let missing_id = message(missing_id);
     assert_eq!(missing_id, "candidates[1]: missing field `id`");
     // NaN cannot be written in JSON, but a page can send it.
     let nan = js(r#"[{"id": "a", "title": "A"}]"#);
@@ -265,7 +310,7 @@ fn errors_arrive_as_js_errors_and_the_history_survives() {
             .err()
             .unwrap(),
     );
-    assert_eq!(not_array, "candidates must be an array");
+    assert_eq!(not_array, "candidates: must be an array");
     let duplicate = message(
         rec.rerank(
             js(r#"[{"id": "a", "title": "A"}, {"id": "a", "title": "B"}]"#),
@@ -290,7 +335,9 @@ fn errors_arrive_as_js_errors_and_the_history_survives() {
             .unwrap(),
     );
     assert_eq!(bad_options, "options.serverWeight: 2 is not within 0..1");
-    let bad_import = message(rec.import_state(b"not json").err().unwrap());
+    let bad_import = rec.import_state(b"not json").err().unwrap();
+    assert_eq!(name_and_field(&bad_import), ["SavedState", ""]);
+    let bad_import = message(bad_import);
     assert!(
         bad_import.starts_with("saved state: not a localrank export"),
         "{bad_import}"
@@ -440,7 +487,9 @@ fn the_store_encoder_loads_ranks_and_is_refused_when_bad() {
         "{err}"
     );
     // A corrupt encoder is refused with its reason; the loaded one stays.
-    let err = message(rec.set_encoder(&bytes[..bytes.len() / 3]).unwrap_err());
+    let err = rec.set_encoder(&bytes[..bytes.len() / 3]).unwrap_err();
+    assert_eq!(name_and_field(&err), ["EncoderFormat", ""]);
+    let err = message(err);
     assert!(err.starts_with("encoder file:"), "{err}");
     assert_eq!(rec.encoder_dim(), 16);
     // Text only again: ranking still works.
