@@ -9,7 +9,7 @@
 // Degrade, don't die: the recommender starts on its own, whatever the lists do; a list that
 // fails shows a message in its place; if the recommender cannot start, the store works in the
 // server's order and "Your data on this device" still shows and erases what is stored.
-import { LocalRank } from "/localrank.js";
+import { LocalRank } from "/pkg/index.js";
 
 const MODEL_URL = "/models/all-MiniLM-L6-v2.q8_0.gguf";
 const HOME_LIST = 60;
@@ -177,13 +177,21 @@ function shopperMessage(error) {
 }
 
 /** Why the recommender did not start, for a shopper. */
+// Why the recommender did not start, in the shopper's words, from the error's stable name.
 function startFailure(error) {
-  const text = (error && error.message) || String(error);
-  console.warn(`localrank store: the recommender did not start: ${text}`);
-  if (/HTTP|fetch|network|manifest/i.test(text)) return "the recommendation model could not be downloaded";
-  if (/checksum/i.test(text)) return "the downloaded model was damaged";
-  if (/storage|IndexedDB|quota/i.test(text)) return "this browser's storage is not available";
-  return "it could not start in this browser";
+  console.warn(`localrank store: the recommender did not start: ${error && error.name}: ${(error && error.message) || error}`);
+  switch (error && error.name) {
+    case "ModelFetch":
+      return "the recommendation model could not be downloaded";
+    case "ModelChecksum":
+    case "ModelFormat":
+      return "the downloaded model was damaged";
+    case "Storage":
+    case "Quota":
+      return "this browser's storage is not available";
+    default:
+      return "it could not start in this browser";
+  }
 }
 
 function eventLine(event) {
@@ -326,15 +334,19 @@ async function showCategories() {
   );
 }
 
-function onProgress({ phase, loaded, total }) {
-  if (phase === "encoder") {
-    $("status").textContent = `Loading the store's ranking model: ${(loaded / 1e3).toFixed(0)} of ${(total / 1e3).toFixed(0)} kB`;
+// Progress of each file localrank loads: fetch (bytes), cache, verify, compile, ready.
+function onProgress({ file, phase, loaded, total }) {
+  if (file === "encoder") {
+    if (phase === "fetch") $("status").textContent = `Loading the store's ranking model: ${(loaded / 1e3).toFixed(0)} of ${(total / 1e3).toFixed(0)} kB`;
     return;
   }
-  if (phase !== "compile") document.body.dataset.modelBytes = loaded;
-  $("progress").max = total || 1;
-  $("progress").value = loaded;
-  $("status").textContent = phase === "compile" ? "Starting the model…" : `Loading the model (${phase}): ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;
+  if (phase === "fetch" || phase === "cache") {
+    document.body.dataset.modelBytes = loaded;
+    $("progress").max = total || 1;
+    $("progress").value = loaded;
+  }
+  const words = { fetch: "Downloading the model", cache: "Found the model on this device", verify: "Checking the model", compile: "Starting the model", ready: "Model ready" };
+  $("status").textContent = phase === "fetch" ? `${words.fetch}: ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB` : `${words[phase] || phase}…`;
 }
 
 // Where the store publishes its trained ranking model, if it has one (the same answer for every

@@ -19,13 +19,14 @@ let server;
 
 /**
  * Starts `localrank serve` for this test file and stops it after. `storeModel`: a `localrank
- * train` output folder to serve (vectors on products, the encoder at /store).
+ * train` output folder to serve (vectors on products, the encoder at /store). `fixtures`: also
+ * serve tests/e2e/fixtures/ at /test-fixtures.
  */
-export function useStoreServer({ storeModel } = {}) {
+export function useStoreServer({ storeModel, fixtures = false } = {}) {
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     const binary = process.env.LOCALRANK_BIN || join(ROOT, "target/debug/localrank");
-    const args = ["serve", "--port", String(PORT), ...(storeModel ? ["--store-model", storeModel] : [])];
+    const args = ["serve", "--port", String(PORT), ...(storeModel ? ["--store-model", storeModel] : []), ...(fixtures ? ["--mount", "/test-fixtures=tests/e2e/fixtures"] : [])];
     server = spawn(binary, args, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
     await new Promise((resolve, reject) => {
       server.stderr.on("data", (chunk) => String(chunk).includes("localrank store: http") && resolve());

@@ -39,7 +39,7 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   // The page's first row (LocalRank.serverOrder, in JS, before the model answers) is the order
   // the core gives a shopper without history.
   const home = await (await fetch(`${BASE}/api/candidates?slot=home&n=60`)).json();
-  const jsOrder = await page.evaluate(async (list) => (await import("/localrank.js")).LocalRank.serverOrder(list, { limit: 8 }).map((r) => r.id), home);
+  const jsOrder = await page.evaluate(async (list) => (await import("/pkg/index.js")).LocalRank.serverOrder(list, { limit: 8 }).map((r) => r.id), home);
   assert.deepEqual(jsOrder, serverOrder, "LocalRank.serverOrder matches the core's order");
   const before = (await recommendedCards(page)).filter((c) => c.meta.includes("Horror")).length;
 
@@ -53,7 +53,7 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   await page.screenshot({ path: join(ARTIFACTS, "store.png"), fullPage: true });
   await waitForSaved(page, 3);
   // The viewed products' vectors are kept with the history, in the background.
-  const storedVectors = () => page.evaluate(async () => (await import("/storage.js")).storedVectorCount());
+  const storedVectors = () => page.evaluate(async () => (await import("/pkg/storage.js")).storedVectorCount());
   for (let attempt = 0; attempt < 100 && (await storedVectors()) < 3; attempt++) await page.waitForTimeout(50);
   assert.equal(await storedVectors(), 3, "one vector per viewed product on disk");
 
@@ -75,7 +75,7 @@ test("a shopper's views re-rank the store on the device, survive a reload, and e
   await page.click("#erase");
   await page.waitForFunction(() => document.querySelector("#events").textContent.includes("Nothing is stored."));
   assert.equal(await storedVectors(), 0, "erasing the history erases its vectors");
-  assert.equal(await page.evaluate(async () => (await import("/storage.js")).storedProductVectorCount()), 0, "and the product vectors");
+  assert.equal(await page.evaluate(async () => (await import("/pkg/storage.js")).storedProductVectorCount()), 0, "and the product vectors");
   await page.click("#close-data");
   await page.waitForFunction((ids) => [...document.querySelectorAll("#recommended .card")].map((c) => c.dataset.id).join() === ids.join(), serverOrder);
   await close();
@@ -121,7 +121,7 @@ test("a shopper's unhappy review pushes look-alikes down on the device, and forg
     saved = await readSavedHistory(page);
   }
   assert.deepEqual(saved.events.map((e) => e.kind), ["view", "view"], "the review and that film's views are gone from the device");
-  const storedVectors = () => page.evaluate(async () => (await import("/storage.js")).storedVectorCount());
+  const storedVectors = () => page.evaluate(async () => (await import("/pkg/storage.js")).storedVectorCount());
   for (let attempt = 0; attempt < 100 && (await storedVectors()) !== 2; attempt++) await page.waitForTimeout(50);
   assert.equal(await storedVectors(), 2, "the forgotten film's vectors (its text, the review's words) went with it");
   const afterForget = await horrorCount();

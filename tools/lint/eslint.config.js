@@ -5,17 +5,17 @@ import js from "@eslint/js";
 import globals from "globals";
 
 export default [
-  { ignores: ["**/node_modules/**", "pkg/**", "target/**", "fuzz/**"] },
+  { ignores: ["**/node_modules/**", "pkg/**", "target/**", "fuzz/**", "examples/**/dist/**"] },
   js.configs.recommended,
   {
-    files: ["www/**/*.js"],
+    files: ["www/**/*.js", "js/**/*.js", "tests/e2e/fixtures/**/*.js"],
     languageOptions: {
       sourceType: "module",
       globals: { ...globals.browser, ...globals.worker },
     },
   },
   {
-    files: ["tests/e2e/**/*.mjs", "bench/**/*.mjs", "tools/**/*.js"],
+    files: ["tests/e2e/**/*.mjs", "bench/**/*.mjs", "tools/**/*.js", "tools/**/*.mjs", "examples/**/*.mjs"],
     languageOptions: {
       sourceType: "module",
       // Callbacks of page.evaluate / waitForFunction run in the browser.

@@ -1,21 +1,32 @@
 // localrank for a storefront page, in a few lines:
 //
-//   import { LocalRank } from "/localrank.js";
+//   import { LocalRank } from "localrank";   // or "/node_modules/localrank/index.js", or a CDN copy
 //   const rec = await LocalRank.create({ modelUrl: "/models/all-MiniLM-L6-v2.q8_0.gguf", onProgress, onWarning });
 //   await rec.record({ kind: "view", at: Date.now(), item: product });
 //   const ranked = await rec.rerank(candidates, { limit: 8 });   // [{ id, score, reason }]
 //   const { now, personalised } = rec.rerankProgressively(candidates, { limit: 8 }); // never waits
 //
 // Everything runs in a Web Worker (worker.js): the model download with progress and a sha256
-// check against the manifest, the Cache API, IndexedDB, and the wasm Recommender. Nothing the
-// shopper does is sent anywhere.
+// check against the manifest, the Cache API, IndexedDB, and the wasm Recommender, with helper
+// workers (pool.js) that share the embedding. Nothing the shopper does is sent anywhere. The
+// package's own files (worker, wasm) are found beside this module (`import.meta.url`), so it
+// works from any folder and under a bundler; options override each URL.
+//
+// Every failure is a `LocalRankError` with a stable `name` (errors.js); progress events name the
+// file and the phase: fetch, cache, verify, compile, ready.
 //
 // Degrade, don't die: `rerank` ranks what it can (invalid candidates are left out, repeated ids
 // merged, each problem reported once through onWarning); a failed `record` leaves the history
 // as it was; a saved history that cannot be read is kept aside, not lost, and the recommender
 // starts without it. When the recommender cannot start at all, `LocalRank.storedData()` and
 // `LocalRank.eraseStoredData()` still let the page show and erase what is stored.
-import { eraseAll, savedHistoryText, setAsideCopies } from "/storage.js";
+import { eraseAll, savedHistoryText, setAsideCopies } from "./storage.js";
+import { LocalRankError, ERROR_NAMES } from "./errors.js";
+
+export { LocalRankError, ERROR_NAMES };
+
+/** Workers by default: one per core, at most this many (each holds its own copy of the model). */
+const MAX_DEFAULT_WORKERS = 4;
 
 /** The reason localrank gives a product placed by the server's order (`Reason::server`). */
 const SERVER_REASON = "Popular in the store";
@@ -43,26 +54,36 @@ export class LocalRank {
     worker.onmessage = ({ data }) => this.#receive(data);
     worker.onerror = (event) => {
       event.preventDefault();
-      this.#stop(new Error(`the recommender stopped (${event.message || "its worker failed to load"})`));
+      this.#stop(new LocalRankError("WorkerFailed", `the recommender stopped (${event.message || "its worker failed to load"})`));
     };
-    worker.onmessageerror = () => this.#stop(new Error("the recommender sent a message that could not be read"));
+    worker.onmessageerror = () => this.#stop(new LocalRankError("WorkerFailed", "the recommender sent a message that could not be read"));
   }
 
   /**
    * Starts the worker, loads the model (from the Cache API when it is there) and the saved history.
-   * onProgress({ phase: "download"|"cache"|"compile"|"encoder", loaded, total }) reports bytes;
-   * onWarning(message) anything that went wrong but did not stop it.
+   * modelUrl: the GGUF model; manifestUrl (default: manifest.json beside it) holds its checksum.
+   * onProgress({ file: "model"|"encoder", phase: "fetch"|"cache"|"verify"|"compile"|"ready",
+   * loaded, total }); onWarning(message): anything that went wrong but did not stop it.
    * encoderUrl (optional): the store's sequence encoder (`localrank train`'s encoder.gguf), with
    * its checksum in encoderManifestUrl (default: train.json beside it). If it cannot be used,
    * onWarning says why and ranking is by text only. `info.encoder` is { sha256, dim } or null.
+   * workers: how many workers embed (default: one per core, at most 4); workerUrl,
+   * embedWorkerUrl, wasmUrl: where this package's worker.js, embed-worker.js and
+   * localrank_bg.wasm are, if not beside this module.
+   * Rejects with a LocalRankError (ModelFetch, ModelChecksum, ModelFormat, WorkerFailed, ...).
    */
-  static async create({ modelUrl, manifestUrl = "/models/manifest.json", workerUrl = "/worker.js", encoderUrl, encoderManifestUrl, onProgress, onWarning } = {}) {
-    if (!modelUrl) throw new Error("LocalRank.create needs a modelUrl");
-    const worker = new Worker(workerUrl, { type: "module" });
+  static async create({ modelUrl, manifestUrl, workerUrl, embedWorkerUrl, wasmUrl, encoderUrl, encoderManifestUrl, workers, onProgress, onWarning } = {}) {
+    if (!modelUrl) throw new LocalRankError("InvalidRecord", "LocalRank.create needs a modelUrl", { field: "modelUrl" });
+    const absolute = (url) => url && new URL(url, location.href).href;
+    modelUrl = absolute(modelUrl);
+    manifestUrl = absolute(manifestUrl) || new URL("manifest.json", modelUrl).href;
+    if (encoderUrl && !encoderManifestUrl) encoderManifestUrl = new URL("train.json", absolute(encoderUrl)).href;
+    workers = LocalRank.#workerCount(workers);
+    // The literal `new Worker(new URL(..., import.meta.url))` is what bundlers recognise.
+    const worker = workerUrl ? new Worker(workerUrl, { type: "module", name: "localrank" }) : new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "localrank" });
     const rec = new LocalRank(worker, { onProgress, onWarning });
-    if (encoderUrl && !encoderManifestUrl) encoderManifestUrl = new URL("train.json", new URL(encoderUrl, location.href)).href;
     try {
-      rec.info = await rec.#call("init", { modelUrl, manifestUrl, encoderUrl, encoderManifestUrl });
+      rec.info = await rec.#call("init", { modelUrl, manifestUrl, wasmUrl: absolute(wasmUrl), embedWorkerUrl: absolute(embedWorkerUrl), encoderUrl: absolute(encoderUrl), encoderManifestUrl: absolute(encoderManifestUrl), workers });
     } catch (error) {
       rec.terminate();
       throw error;
@@ -70,14 +91,32 @@ export class LocalRank {
     return rec;
   }
 
+  static #workerCount(workers) {
+    if (workers === undefined) return Math.max(1, Math.min(MAX_DEFAULT_WORKERS, (typeof navigator !== "undefined" && navigator.hardwareConcurrency) || 1));
+    if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new LocalRankError("InvalidRecord", `workers must be a whole number from 1 to 64, not ${workers}`, { field: "workers" });
+    return workers;
+  }
+
   /** What is stored on this device, readable without a running recommender: { history, setAside }. */
   static async storedData() {
-    return { history: await savedHistoryText(), setAside: await setAsideCopies() };
+    try {
+      return { history: await savedHistoryText(), setAside: await setAsideCopies() };
+    } catch (error) {
+      throw LocalRank.#storageError("could not read the data stored on this device", error);
+    }
   }
 
   /** Erases the history and every copy kept aside, without a running recommender. */
-  static eraseStoredData() {
-    return eraseAll();
+  static async eraseStoredData() {
+    try {
+      await eraseAll();
+    } catch (error) {
+      throw LocalRank.#storageError("could not erase the data stored on this device", error);
+    }
+  }
+
+  static #storageError(what, error) {
+    return new LocalRankError(error && error.name === "QuotaExceededError" ? "Quota" : "Storage", `${what} (${(error && error.message) || error})`, { cause: error });
   }
 
   /**
@@ -107,6 +146,11 @@ export class LocalRank {
     return { now: LocalRank.serverOrder(candidates, options), personalised: this.rerank(candidates, options) };
   }
 
+  /** The model's vectors of `texts`: a Float32Array of texts.length rows, each L2-normalised. */
+  embed(texts) { return this.#call("embed", texts); }
+  /** Resolves when every embedding worker has started (or given up): how many are working. */
+  poolReady() { return this.#call("poolReady"); }
+
   /** Adds a shopper event ({ kind, at, item | query }) to the history on this device. */
   record(event) { return this.#call("record", event); }
 
@@ -124,8 +168,9 @@ export class LocalRank {
     return ranked;
   }
   /**
-   * { hits, misses, storedVectors }: texts the vector cache answered and texts embedded since
-   * start, and how many of the history's vectors are kept on this device (after pending writes).
+   * { hits, misses, storedVectors, memoryBytes }: texts the vector cache answered and texts
+   * embedded since start, how many of the history's vectors are kept on this device (after
+   * pending writes), and the main worker's wasm memory (its peak: wasm memory never shrinks).
    */
   stats() { return this.#call("stats"); }
   /** The events stored on this device, oldest first. */
@@ -139,9 +184,20 @@ export class LocalRank {
   /** Saved copies that could not be read, kept aside: [{ key, reason, at, text }]. */
   setAside() { return this.#call("setAside"); }
 
+  /** Stops every worker (the pool's helpers first); later calls reject with `Terminated`. */
+  async close() {
+    if (!this.#stopped) {
+      // Ask the worker to stop its helpers; a worker that is stuck or dead is terminated anyway
+      // (and with it any helper it started).
+      await Promise.race([this.#call("close").catch(() => {}), new Promise((resolve) => setTimeout(resolve, 1000))]);
+    }
+    this.terminate();
+  }
+
+  /** Stops the worker at once (its helpers with it); later calls reject with `Terminated`. */
   terminate() {
     this.#worker.terminate();
-    this.#stop(new Error("localrank was terminated"));
+    this.#stop(new LocalRankError("Terminated", "localrank was closed"));
   }
 
   #call(method, ...args) {
@@ -159,7 +215,7 @@ export class LocalRank {
     const pending = this.#pending.get(data.id);
     if (!pending) return;
     this.#pending.delete(data.id);
-    if ("error" in data) pending.reject(new Error(data.error));
+    if ("error" in data) pending.reject(LocalRankError.from(data.error));
     else pending.resolve(data.result);
   }
 

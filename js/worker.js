@@ -1,35 +1,61 @@
 // The localrank Web Worker: owns the model download (progress, sha256 check, Cache API), the
-// history in IndexedDB (storage.js), and the wasm Recommender, so the page never freezes.
-// Messages in: {id, method, args}; out: {id, result} | {id, error} | {type: "progress"|"warning", ...}.
+// history in IndexedDB (storage.js), the wasm Recommender and the pool of embedding workers
+// (pool.js), so the page never freezes.
+// Messages in: {id, method, args}; out: {id, result} | {id, error: {name, message, field?}} |
+// {type: "progress"|"warning", ...}.
 //
 // Every change to the history is written before it is kept: if IndexedDB refuses the write (a
 // full quota), the in-memory history goes back to what it was and the call fails, so the page,
 // the memory and the disk always agree.
-import init, { Recommender } from "/pkg/localrank.js";
-import { loadHistory, saveHistory, setAside, setAsideCopies, eraseAll, storageProblem, loadVectors, syncVectors, loadProductVectors, saveProductVectors } from "/storage.js";
+import init, { Recommender } from "./localrank.js";
+import { loadHistory, saveHistory, setAside, setAsideCopies, eraseAll, storageProblem, loadVectors, syncVectors, loadProductVectors, saveProductVectors } from "./storage.js";
+import { LocalRankError } from "./errors.js";
+import { EmbedPool } from "./pool.js";
 
 const MODEL_CACHE = "localrank-models";
 
 let recommender = null;
 let modelId = "";
+/** The helper workers (null with `workers: 1`). */
+let pool = null;
+/** This worker's wasm memory (its size is the peak so far: wasm memory never shrinks). */
+let wasmMemory = null;
 
 const post = (message) => self.postMessage(message);
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 const sha256 = async (bytes) => hex(await crypto.subtle.digest("SHA-256", bytes));
 
+/** A progress event: which file, which phase ("fetch" | "cache" | "verify" | "compile" | "ready"). */
+const progress = (file, phase, loaded = 0, total = 0) => post({ type: "progress", file, phase, loaded, total });
+
+// fetch() with failures named ModelFetch (a network error is a TypeError with no URL in it).
+async function fetchFile(url, label, init) {
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (error) {
+    throw new LocalRankError("ModelFetch", `${label} ${url}: ${error.message}`, { cause: error });
+  }
+  if (!response.ok) throw new LocalRankError("ModelFetch", `${label} ${url}: HTTP ${response.status}`);
+  return response;
+}
+
 async function manifestEntry(manifestUrl, modelUrl) {
-  const response = await fetch(manifestUrl, { cache: "no-cache" });
-  if (!response.ok) throw new Error(`model manifest ${manifestUrl}: HTTP ${response.status}`);
-  const manifest = await response.json();
-  const file = modelUrl.split("/").pop();
-  const entry = manifest.files.find((f) => f.file === file);
-  if (!entry) throw new Error(`model manifest has no entry for ${file}`);
+  const response = await fetchFile(manifestUrl, "model manifest", { cache: "no-cache" });
+  let manifest;
+  try {
+    manifest = await response.json();
+  } catch (error) {
+    throw new LocalRankError("ModelFetch", `model manifest ${manifestUrl} is not JSON (${error.message})`, { cause: error });
+  }
+  const file = new URL(modelUrl, self.location.href).pathname.split("/").pop();
+  const entry = Array.isArray(manifest.files) && manifest.files.find((f) => f.file === file);
+  if (!entry) throw new LocalRankError("ModelFetch", `model manifest ${manifestUrl} has no entry for ${file}`);
   return { modelId: manifest.model_id, ...entry };
 }
 
-async function download(url, expectedBytes, label, phase) {
-  const response = await fetch(url, { cache: "no-store" });
-  if (!response.ok) throw new Error(`${label} ${url}: HTTP ${response.status}`);
+async function download(url, expectedBytes, label, file) {
+  const response = await fetchFile(url, label, { cache: "no-store" });
   const total = Number(response.headers.get("content-length")) || expectedBytes;
   const reader = response.body.getReader();
   const chunks = [];
@@ -39,7 +65,7 @@ async function download(url, expectedBytes, label, phase) {
     if (done) break;
     chunks.push(value);
     loaded += value.length;
-    post({ type: "progress", phase, loaded, total });
+    progress(file, "fetch", loaded, total);
   }
   const bytes = new Uint8Array(loaded);
   let offset = 0;
@@ -52,22 +78,22 @@ async function download(url, expectedBytes, label, phase) {
 
 // Cached by model id and checksum: a new model version is a new key, and a cached copy whose
 // bytes no longer match its checksum is refused, deleted and fetched again. `label` names the
-// file in messages ("model", "store encoder"); `phase` is the download's progress phase.
-async function loadModelBytes(modelUrl, entry, label = "model", phase = "download") {
+// file in messages ("model", "store encoder"); `file` in progress events ("model", "encoder").
+async function loadModelBytes(modelUrl, entry, label = "model", file = "model") {
   const cache = await caches.open(MODEL_CACHE);
   const key = `${new URL(modelUrl, self.location.href).pathname}?model=${encodeURIComponent(entry.modelId)}&sha256=${entry.sha256}`;
   const cached = await cache.match(key);
   if (cached) {
     const bytes = new Uint8Array(await cached.arrayBuffer());
-    if ((await sha256(bytes)) === entry.sha256) {
-      post({ type: "progress", phase: "cache", loaded: bytes.length, total: bytes.length });
-      return bytes;
-    }
+    progress(file, "cache", bytes.length, bytes.length);
+    progress(file, "verify", bytes.length, bytes.length);
+    if ((await sha256(bytes)) === entry.sha256) return bytes;
     await cache.delete(key);
     post({ type: "warning", message: `the cached ${label} file is corrupt (checksum mismatch): fetching it again` });
   }
   for (let attempt = 1; ; attempt++) {
-    const bytes = await download(modelUrl, entry.bytes, label, phase);
+    const bytes = await download(modelUrl, entry.bytes, label, file);
+    progress(file, "verify", bytes.length, bytes.length);
     const actual = await sha256(bytes);
     if (actual === entry.sha256) {
       try {
@@ -79,7 +105,7 @@ async function loadModelBytes(modelUrl, entry, label = "model", phase = "downloa
       return bytes;
     }
     const problem = `${label} file checksum mismatch: expected ${entry.sha256}, got ${actual}`;
-    if (attempt >= 2) throw new Error(problem);
+    if (attempt >= 2) throw new LocalRankError("ModelChecksum", problem);
     post({ type: "warning", message: `${problem}: fetching it again` });
   }
 }
@@ -97,18 +123,21 @@ function serially(task) {
   return run;
 }
 
+/** An IndexedDB failure as a `Quota` (storage full) or `Storage` error. */
+const storageError = (message, error) => new LocalRankError(error && error.name === "QuotaExceededError" ? "Quota" : "Storage", message, { cause: error });
+
 // Applies `change` to the recommender and saves the result; if the save fails, restores the
 // history as it was before `change` and throws an error a shopper can read.
 function changeAndSave(change) {
   return serially(async () => {
-    if (savingBlocked) throw new Error(savingBlocked);
+    if (savingBlocked) throw new LocalRankError("Storage", savingBlocked);
     const before = recommender.exportState();
     const result = change();
     try {
       await saveHistory(recommender.exportState());
     } catch (error) {
       recommender.importState(before);
-      throw new Error(`could not save your history on this device: ${storageProblem(error)}. Nothing was changed.`, { cause: error });
+      throw storageError(`could not save your history on this device: ${storageProblem(error)}. Nothing was changed.`, error);
     }
     return result;
   });
@@ -162,8 +191,18 @@ function insertFound(texts, keys, found) {
   return rows.length;
 }
 
+// Puts `texts`' vectors in the recommender's cache: what is missing is embedded, split across the
+// pool when there is one.
+async function embedIntoCache(texts) {
+  const missing = recommender.uncachedOf(texts);
+  if (!missing.length) return;
+  if (pool) await pool.embedInto(recommender, missing);
+  else recommender.textVectors(missing);
+}
+
 // `texts`' vectors as [key, Float32Array] pairs, from the cache or embedded now.
 async function keyedVectors(texts) {
+  await embedIntoCache(texts);
   const flat = recommender.textVectors(texts);
   const width = flat.length / texts.length;
   const keys = await Promise.all(texts.map(vectorKey));
@@ -246,13 +285,14 @@ function keepProductVectors(texts) {
 // warning and ranking stays text-only: the store's encoder improves ranking, it never blocks it.
 async function loadEncoder(encoderUrl, encoderManifestUrl) {
   try {
-    const response = await fetch(encoderManifestUrl, { cache: "no-cache" });
-    if (!response.ok) throw new Error(`${encoderManifestUrl}: HTTP ${response.status}`);
+    const response = await fetchFile(encoderManifestUrl, "store encoder summary", { cache: "no-cache" });
     const summary = await response.json();
     const entry = { modelId: summary.text_model_id, sha256: summary.encoder_sha256, bytes: summary.encoder_bytes };
     if (typeof entry.sha256 !== "string") throw new Error(`${encoderManifestUrl} has no encoder_sha256`);
     const bytes = await loadModelBytes(encoderUrl, entry, "store encoder", "encoder");
+    progress("encoder", "compile");
     recommender.setEncoder(bytes);
+    progress("encoder", "ready");
     return { sha256: entry.sha256, dim: recommender.encoderDim };
   } catch (error) {
     post({ type: "warning", message: `the store's ranking model could not be used (${error.message}); ranking by product text only` });
@@ -261,17 +301,38 @@ async function loadEncoder(encoderUrl, encoderManifestUrl) {
 }
 
 const methods = {
-  async init({ modelUrl, manifestUrl, encoderUrl, encoderManifestUrl }) {
+  async init({ modelUrl, manifestUrl, wasmUrl, embedWorkerUrl, encoderUrl, encoderManifestUrl, workers }) {
     const entry = await manifestEntry(manifestUrl, modelUrl);
     const bytes = await loadModelBytes(modelUrl, entry);
-    post({ type: "progress", phase: "compile", loaded: 0, total: 1 });
-    await init();
+    progress("model", "compile");
+    try {
+      ({ memory: wasmMemory } = await init(wasmUrl ? { module_or_path: wasmUrl } : undefined));
+    } catch (error) {
+      throw new LocalRankError("ModelFetch", `the localrank wasm file could not be loaded (${error.message})`, { cause: error });
+    }
     recommender = new Recommender(bytes);
     modelId = `${entry.modelId}@${entry.sha256}`;
+    // The helpers start in the background: ranking uses those that are ready.
+    if (workers > 1) pool = new EmbedPool(workers - 1, bytes, { wasmUrl, embedWorkerUrl, onWarning: (message) => post({ type: "warning", message }) });
+    progress("model", "ready");
     const encoder = encoderUrl ? await loadEncoder(encoderUrl, encoderManifestUrl) : null;
     await restoreHistory();
     const restoredVectors = await restoreVectors();
-    return { modelId: entry.modelId, sha256: entry.sha256, encoder, events: recommender.history().length, restoredVectors };
+    return { modelId: entry.modelId, sha256: entry.sha256, encoder, events: recommender.history().length, restoredVectors, workers: workers > 1 ? workers : 1 };
+  },
+  // The model's vectors of `texts` (row-major Float32Array), from the cache or embedded now.
+  async embed(texts) {
+    await embedIntoCache(texts);
+    return recommender.textVectors(texts);
+  },
+  // Resolves when every helper worker has started or given up: how many are working.
+  async poolReady() {
+    return 1 + (pool ? await pool.settled() : 0);
+  },
+  // Stops the helper workers; the client then terminates this worker.
+  close() {
+    if (pool) pool.close();
+    pool = null;
   },
   async record(event) {
     const result = await changeAndSave(() => recommender.record(event));
@@ -281,6 +342,7 @@ const methods = {
   // Lenient: what cannot be ranked is left out and named in `dropped`, the rest is ranked.
   async rerank(candidates, options) {
     const unsaved = await restoreProductVectors(candidates);
+    await embedIntoCache(recommender.uncachedTexts(candidates));
     const result = recommender.rerankAdmitting(candidates, options);
     keepProductVectors(unsaved);
     return result;
@@ -293,17 +355,18 @@ const methods = {
     syncHistoryVectors();
     return removed;
   },
-  // { hits, misses } of the recommender's vector cache, and the vectors kept on disk.
+  // { hits, misses } of the recommender's vector cache, the vectors kept on disk, and this
+  // worker's wasm memory in bytes.
   async stats() {
     await vectorSync;
-    return { ...recommender.cacheStats(), storedVectors: storedKeys ? storedKeys.size : 0 };
+    return { ...recommender.cacheStats(), storedVectors: storedKeys ? storedKeys.size : 0, memoryBytes: wasmMemory.buffer.byteLength };
   },
   clear() {
     return serially(async () => {
       try {
         await eraseAll();
       } catch (error) {
-        throw new Error(`could not erase the history on this device: ${storageProblem(error)}`, { cause: error });
+        throw storageError(`could not erase the history on this device: ${storageProblem(error)}`, error);
       }
       recommender.clear();
       storedKeys = new Set();
@@ -320,11 +383,11 @@ const methods = {
 
 self.onmessage = async ({ data: { id, method, args } }) => {
   try {
-    if (method !== "init" && !recommender) throw new Error("localrank is not ready: call create() and await it first");
+    if (method !== "init" && !recommender) throw new LocalRankError("NotReady", "localrank is not ready: call create() and await it first");
     const run = methods[method];
-    if (!run) throw new Error(`unknown method ${method}`);
+    if (!run) throw new LocalRankError("Internal", `unknown method ${method}`);
     post({ id, result: await run(...(args || [])) });
   } catch (error) {
-    post({ id, error: error instanceof Error ? error.message : String(error) });
+    post({ id, error: LocalRankError.from(error).toPlain() });
   }
 };
