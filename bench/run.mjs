@@ -55,7 +55,10 @@ async function startServer() {
   return server;
 }
 
-async function runBrowser() {
+/// One pass of the benchmark page: `mode` "" (engines and re-rank), "pool" or "tjs2" (see
+/// www/bench.js). `ordinary`: serve the page without COOP/COEP (the store server sends them), as
+/// most store pages are; its workers then run without SharedArrayBuffer.
+async function runBrowser(mode = "", { ordinary = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), "localrank-bench-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -70,7 +73,17 @@ async function runBrowser() {
       else if (message.type() === "log") say(`page: ${message.text().slice(0, 200)}`);
     });
     page.on("pageerror", (error) => problems.push(String(error)));
-    await page.goto(`${BASE}/bench.html${SMOKE ? "?smoke" : ""}`);
+    if (ordinary) {
+      await page.route("**/bench.html?*", async (route) => {
+        const response = await route.fetch();
+        const headers = { ...response.headers() };
+        delete headers["cross-origin-opener-policy"];
+        delete headers["cross-origin-embedder-policy"];
+        await route.fulfill({ response, headers });
+      });
+    }
+    const query = [mode, SMOKE ? "smoke" : ""].filter(Boolean).join("&");
+    await page.goto(`${BASE}/bench.html?${query}`);
     await page.waitForSelector("body[data-done]", { timeout: PAGE_TIMEOUT_MS });
     const error = await page.evaluate(() => window.benchError);
     if (error) throw new Error(`the benchmark page failed: ${error}`);
@@ -175,7 +188,20 @@ function throughputChart(results) {
 /// A broken run must fail, even in the smoke pass: every key outside checks read is a positive
 /// number, and the two engines embed alike (else the race compares different work). No timing
 /// is judged here.
-const REQUIRED_KEYS = ["embed_titles_b32_per_s", "embed_titles_b32_per_s_transformersjs", "rerank_warm_p50_ms", "rerank_cold_p50_ms", "wasm_gzip_bytes", "model_bytes", "peak_wasm_memory_bytes"];
+const REQUIRED_KEYS = [
+  "embed_titles_b32_per_s",
+  "embed_titles_b32_per_s_transformersjs",
+  "rerank_warm_p50_ms",
+  "rerank_cold_p50_ms",
+  "wasm_gzip_bytes",
+  "model_bytes",
+  "peak_wasm_memory_bytes",
+  "embed_titles_b32_per_s_pool",
+  "embed_titles_b32_per_s_transformersjs_2threads",
+  "rerank_new_page_p50_ms",
+  "first_row_p50_ms",
+  "peak_wasm_memory_per_worker_bytes",
+];
 const MIN_AGREEMENT = 0.99;
 
 function checkShape(results) {
@@ -187,8 +213,34 @@ function checkShape(results) {
   if (!agreement || !(agreement.min >= MIN_AGREEMENT)) throw new Error(`localrank q8_0 and transformers.js disagree: min cosine ${agreement?.min} < ${MIN_AGREEMENT}`);
 }
 
+/// The pool's table (issue 12): one worker vs two on an ordinary page, against transformers.js
+/// with 1 and 2 threads (2 on an isolated page), and the client's latencies.
+function poolTable(results) {
+  const pool = results.pool;
+  if (!pool) return "";
+  const f = (value, digits = 1) => (value == null ? "-" : value.toFixed(digits));
+  const tjs1 = results.transformersjs;
+  const rows = [
+    ["titles, batch 32, texts/s", pool.one_worker.titles_b32_per_s, pool.two_workers.titles_b32_per_s, tjs1.titles_b32_per_s, pool.transformersjs_2threads.titles_b32_per_s],
+    ["descriptions, batch 32, texts/s", pool.one_worker.descriptions_b32_per_s, pool.two_workers.descriptions_b32_per_s, tjs1.descriptions_b32_per_s, pool.transformersjs_2threads.descriptions_b32_per_s],
+  ];
+  const lines = [
+    "| metric | localrank 1 worker | localrank 2 workers | transformers.js 1 thread | transformers.js 2 threads | 2 workers / 1 | 2 workers / tjs 2 threads |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+    ...rows.map(([label, one, two, t1, t2]) => `| ${label} | ${f(one)} | ${f(two)} | ${f(t1)} | ${f(t2)} | ${f(two / one, 2)}x | ${f(two / t2, 2)}x |`),
+    "",
+    `| client latency (${pool.latency.workers} workers, ordinary page) | p50, ms | p95, ms |`,
+    "|---|---:|---:|",
+    `| re-rank, new page (history embedded, 100 new candidates) | ${f(pool.latency.rerank_new_page_p50_ms)} | ${f(pool.latency.rerank_new_page_p95_ms)} |`,
+    `| first personalised row (start, 20-event history, 24 candidates) | ${f(pool.latency.first_row_p50_ms)} | ${f(pool.latency.first_row_p95_ms)} |`,
+    "",
+    `peak wasm memory per worker (the main worker): ${f(results.peak_wasm_memory_per_worker_bytes / 2 ** 20)} MiB`,
+  ];
+  return lines.join("\n");
+}
+
 function writeReport(results) {
-  const text = table(results);
+  const text = [table(results), poolTable(results)].filter(Boolean).join("\n\n");
   writeFileSync(join(OUT, "table.md"), `${text}\n`);
   writeFileSync(join(OUT, "throughput.svg"), `${throughputChart(results)}\n`);
   return text;
@@ -204,12 +256,17 @@ async function main() {
   localrank(["bench", "--write-workload", join(WORK, "workload.json")]);
   const native = runNative();
   const server = await startServer();
-  let browser;
+  let browser, pool, tjs2;
   try {
     browser = await runBrowser();
+    pool = await runBrowser("pool", { ordinary: true });
+    tjs2 = await runBrowser("tjs2");
   } finally {
     server.kill();
   }
+  if (pool.cross_origin_isolated) throw new Error("the pool's page was cross-origin isolated: it must be an ordinary page");
+  if (!tjs2.cross_origin_isolated) throw new Error("transformers.js's 2-thread page was not cross-origin isolated: it would run on one thread");
+  const [oneWorker, twoWorkers] = pool.pool;
   const sizes = wasmSizes();
   const q8 = browser.localrank.find((row) => row.dtype === "q8_0");
   const results = {
@@ -222,6 +279,22 @@ async function main() {
     wasm_gzip_bytes: sizes.gzip,
     model_bytes: q8.file_bytes,
     peak_wasm_memory_bytes: browser.peak_wasm_memory_bytes,
+    // Issue 12: the client with its worker pool on an ordinary page, transformers.js with 2
+    // threads on an isolated one.
+    embed_titles_b32_per_s_pool: twoWorkers.titles_b32_per_s,
+    embed_titles_b32_per_s_transformersjs_2threads: tjs2.titles_b32_per_s,
+    rerank_new_page_p50_ms: pool.latency.rerank_new_page_p50_ms,
+    first_row_p50_ms: pool.latency.first_row_p50_ms,
+    peak_wasm_memory_per_worker_bytes: Math.max(...pool.pool.map((row) => row.main_worker_wasm_memory_bytes)),
+    pool: {
+      one_worker: oneWorker,
+      two_workers: twoWorkers,
+      latency: pool.latency,
+      transformersjs_2threads: tjs2,
+      two_workers_over_one_titles: twoWorkers.titles_b32_per_s / oneWorker.titles_b32_per_s,
+      two_workers_over_transformersjs_2threads_titles: twoWorkers.titles_b32_per_s / tjs2.titles_b32_per_s,
+      two_workers_over_transformersjs_2threads_descriptions: twoWorkers.descriptions_b32_per_s / tjs2.descriptions_b32_per_s,
+    },
     // Everything else measured in the same run.
     smoke: SMOKE,
     wasm_raw_bytes: sizes.raw,

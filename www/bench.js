@@ -3,6 +3,11 @@
 // with localrank's wasm build and with transformers.js on the same model (int8 ONNX), on this
 // page's thread, one thread each, and times re-ranking with the Recommender class the store uses.
 // The result goes to `window.benchResult`; `body[data-done]` says when it is there.
+// Two more passes, each on its own page load (bench/run.mjs): `?pool`, the client (LocalRank,
+// its worker and the worker pool) with 1 and 2 workers on a page without COOP/COEP (an ordinary
+// store page); `?tjs2`, transformers.js with 2 threads on a cross-origin isolated page (its best
+// case: onnxruntime-web's threads need SharedArrayBuffer), which must be a fresh page because
+// onnxruntime-web reads its thread count once.
 import init, { Embedder, Recommender } from "/pkg/localrank.js";
 
 const params = new URLSearchParams(location.search);
@@ -152,28 +157,147 @@ async function benchLocalrank(wasm, manifest, workload, dtype) {
   return { row, vectors };
 }
 
-async function benchTransformersJs(workload) {
+/// transformers.js's feature-extraction pipeline on the int8 ONNX model, offline, with `threads`.
+async function transformersPipeline(threads) {
   const { pipeline, env } = await import(TRANSFORMERS_URL);
   env.allowRemoteModels = false;
   env.allowLocalModels = true;
   env.localModelPath = ONNX_MODELS;
   env.useBrowserCache = false;
   env.useWasmCache = false;
-  env.backends.onnx.wasm.numThreads = 1; // localrank's wasm is single-threaded: equal threads
+  env.backends.onnx.wasm.numThreads = threads;
   env.backends.onnx.wasm.wasmPaths = ORT_WASM_PREFIX;
-  const started = performance.now();
   const extractor = await pipeline("feature-extraction", ONNX_MODEL_NAME, { device: "wasm", dtype: "q8" });
+  extractor.onnxVersion = env.backends.onnx.versions?.web ?? null;
+  return extractor;
+}
+
+async function benchTransformersJs(workload) {
+  const started = performance.now();
+  // One thread: the same as one localrank worker.
+  const extractor = await transformersPipeline(1);
   const loadMs = performance.now() - started;
   log(`transformers.js: loaded in ${loadMs.toFixed(0)} ms (includes fetching the model from this server)`);
   const embed = async (texts) => (await extractor(texts, { pooling: "mean", normalize: true })).data;
-  const row = { engine: "transformers.js", onnxruntime_web: env.backends.onnx.versions?.web ?? null, load_ms: loadMs, ...(await embeddingRows(embed, workload)) };
+  const row = { engine: "transformers.js", onnxruntime_web: extractor.onnxVersion, load_ms: loadMs, ...(await embeddingRows(embed, workload)) };
   const vectors = rowsOf(await embed(agreementTexts(workload)), 384);
   await extractor.dispose();
   log(`transformers.js: ${JSON.stringify(row)}`);
   return { row, vectors };
 }
 
+/// Resolves after `ms`; timing loops pause between runs so one run's background work (saving
+/// vectors) does not land in the next one's time.
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/// Candidates no client has seen: the run number appended to each title (new text, new vectors).
+const fresh = (candidates, run) => candidates.map((c) => ({ ...c, id: `${c.id}~${run}`, title: `${c.title} (${run})` }));
+
+/// The client with `workers` workers: titles and descriptions at batch 32 through `embed` (each
+/// call's texts made new, as the client caches vectors), and its main worker's wasm memory.
+async function poolThroughput(LocalRank, modelUrl, workload, workers) {
+  const rec = await LocalRank.create({ modelUrl, workers });
+  const working = await rec.poolReady();
+  let call = 0;
+  const embed = (texts) => rec.embed(texts.map((t) => `${t} #${++call}`));
+  await embed(workload.titles.slice(0, 32)); // warm-up
+  const row = {
+    workers,
+    working,
+    titles_b32_per_s: await throughput(embed, workload.titles, 32),
+    descriptions_b32_per_s: await throughput(embed, workload.descriptions, 32),
+    main_worker_wasm_memory_bytes: (await rec.stats()).memoryBytes,
+  };
+  await rec.close();
+  log(`localrank client, ${workers} worker(s): ${JSON.stringify(row)}`);
+  return row;
+}
+
+/// Re-rank latency through the client (default workers) as a store page sees it: "new page"
+/// (the history's vectors already made, 100 candidates never seen), and the first personalised
+/// row of the store's home page (24 candidates) from a cold start (a new LocalRank: model from
+/// the Cache API, history and its vectors from IndexedDB) with a 20-event history stored.
+async function clientLatency(LocalRank, modelUrl, workload) {
+  const rec = await LocalRank.create({ modelUrl });
+  await rec.clear();
+  for (const event of workload.history) await rec.record(event);
+  await rec.stats(); // the history's vectors made and stored
+  const runs = SMOKE ? 2 : 10;
+  const newPage = [];
+  for (let run = 0; run < runs; run++) {
+    const candidates = fresh(workload.candidates, `new-${run}`);
+    const started = performance.now();
+    await rec.rerank(candidates);
+    newPage.push(performance.now() - started);
+    await rec.stats();
+    await pause(50);
+  }
+  await rec.clear();
+  for (const event of workload.history.slice(-20)) await rec.record(event);
+  await rec.stats();
+  const workers = rec.info.workers;
+  await rec.close();
+  const firstRow = [];
+  for (let run = 0; run < runs; run++) {
+    const home = fresh(workload.candidates.slice(0, 24), `home-${run}`);
+    const started = performance.now();
+    const client = await LocalRank.create({ modelUrl });
+    await client.rerank(home, { limit: 8 });
+    firstRow.push(performance.now() - started);
+    await client.close();
+    await pause(50);
+  }
+  const row = {
+    workers,
+    rerank_new_page_p50_ms: percentile(newPage, 0.5),
+    rerank_new_page_p95_ms: percentile(newPage, 0.95),
+    first_row_p50_ms: percentile(firstRow, 0.5),
+    first_row_p95_ms: percentile(firstRow, 0.95),
+  };
+  log(`localrank client latency: ${JSON.stringify(row)}`);
+  return row;
+}
+
+async function benchPool() {
+  const workload = await fetchJson(WORKLOAD_URL);
+  const manifest = await fetchJson("/models/manifest.json");
+  if (SMOKE) {
+    workload.titles = workload.titles.slice(0, 32);
+    workload.descriptions = workload.descriptions.slice(0, 32);
+  }
+  const { LocalRank } = await import("/pkg/index.js");
+  const modelUrl = `/models/${manifest.files.find((f) => f.dtype === "q8_0").file}`;
+  const result = { cross_origin_isolated: self.crossOriginIsolated, hardware_concurrency: navigator.hardwareConcurrency, pool: [] };
+  for (const workers of [1, 2]) result.pool.push(await poolThroughput(LocalRank, modelUrl, workload, workers));
+  result.latency = await clientLatency(LocalRank, modelUrl, workload);
+  return result;
+}
+
+/// transformers.js with 2 threads (this page must be cross-origin isolated): titles and
+/// descriptions at batch 32.
+async function benchTransformersJs2Threads() {
+  const workload = await fetchJson(WORKLOAD_URL);
+  if (SMOKE) {
+    workload.titles = workload.titles.slice(0, 32);
+    workload.descriptions = workload.descriptions.slice(0, 32);
+  }
+  const extractor = await transformersPipeline(2);
+  const embed = async (texts) => (await extractor(texts, { pooling: "mean", normalize: true })).data;
+  await embed(workload.titles.slice(0, 8));
+  const row = {
+    threads: 2,
+    cross_origin_isolated: self.crossOriginIsolated,
+    titles_b32_per_s: await throughput(embed, workload.titles, 32),
+    descriptions_b32_per_s: await throughput(embed, workload.descriptions, 32),
+  };
+  await extractor.dispose();
+  log(`transformers.js, 2 threads: ${JSON.stringify(row)}`);
+  return row;
+}
+
 async function main() {
+  if (params.has("pool")) return benchPool();
+  if (params.has("tjs2")) return benchTransformersJs2Threads();
   const workload = await fetchJson(WORKLOAD_URL);
   const manifest = await fetchJson("/models/manifest.json");
   if (SMOKE) {
