@@ -4,9 +4,10 @@
 import { before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync, statSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
+import { join, dirname, extname, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -34,6 +35,35 @@ export function useStoreServer({ storeModel, fixtures = false } = {}) {
     });
   });
   after(() => server && server.kill());
+}
+
+const EXAMPLE_DIST = join(ROOT, "examples/vite/dist");
+const CONTENT_TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".gguf": "application/octet-stream" };
+
+/**
+ * Serves the npm package's Vite example (examples/vite/dist, built by examples/vite/build) as
+ * plain static files, as any web host would (no localrank server, no COOP/COEP), with the model
+ * under /models/, for this test file. Returns `{ url }`, set once the server is up.
+ */
+export function useExampleServer() {
+  const example = { url: null };
+  let server;
+  before(async () => {
+    assert.ok(existsSync(join(EXAMPLE_DIST, "index.html")), "examples/vite/build has run (scripts/test runs it)");
+    server = createServer((request, response) => {
+      const path = normalize(decodeURIComponent(new URL(request.url, "http://x").pathname));
+      const file = path.startsWith("/models/") ? join(ROOT, path) : join(EXAMPLE_DIST, path === "/" ? "index.html" : path);
+      if (!file.startsWith(ROOT) || !existsSync(file) || !statSync(file).isFile()) {
+        response.writeHead(404).end("not found");
+        return;
+      }
+      response.writeHead(200, { "content-type": CONTENT_TYPES[extname(file)] || "application/octet-stream" }).end(readFileSync(file));
+    });
+    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    example.url = `http://127.0.0.1:${server.address().port}`;
+  });
+  after(() => server && server.close());
+  return example;
 }
 
 /**

@@ -2,40 +2,16 @@
 // examples/vite/build from the packed tarball through Vite, served as plain static files (no
 // localrank server, no COOP/COEP) with the model under /models/. It must load, rank and give a
 // reason that comes from the shopper's history.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { existsSync, readFileSync, statSync } from "node:fs";
-import { join, extname, normalize } from "node:path";
-import { ROOT, shopper } from "./harness.mjs";
+import { shopper, useExampleServer } from "./harness.mjs";
 
-const DIST = join(ROOT, "examples/vite/dist");
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".gguf": "application/octet-stream" };
-let server;
-let base;
-
-// A static file server: /models/* from models/, everything else from the example's dist/.
-function serveStatic(request, response) {
-  const path = normalize(decodeURIComponent(new URL(request.url, "http://x").pathname));
-  const file = path.startsWith("/models/") ? join(ROOT, path) : join(DIST, path === "/" ? "index.html" : path);
-  if (!file.startsWith(ROOT) || !existsSync(file) || !statSync(file).isFile()) {
-    response.writeHead(404).end("not found");
-    return;
-  }
-  response.writeHead(200, { "content-type": TYPES[extname(file)] || "application/octet-stream" }).end(readFileSync(file));
-}
-
-before(async () => {
-  assert.ok(existsSync(join(DIST, "index.html")), "examples/vite/build has run (scripts/test runs it)");
-  server = createServer(serveStatic);
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  base = `http://127.0.0.1:${server.address().port}`;
-});
-after(() => server && server.close());
+const example = useExampleServer();
 
 test("the Vite example built from the packed tarball loads, ranks, and shows a reason from the history", async () => {
   const { page, requests, close } = await shopper();
   try {
+    const base = example.url;
     await page.goto(base);
     await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
     assert.equal(await page.getAttribute("body", "data-ready"), "true", await page.textContent("#status"));
