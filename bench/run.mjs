@@ -232,7 +232,8 @@ function poolTable(results) {
     `| client latency (${pool.latency.workers} workers, ordinary page) | p50, ms | p95, ms |`,
     "|---|---:|---:|",
     `| re-rank, new page (history embedded, 100 new candidates) | ${f(pool.latency.rerank_new_page_p50_ms)} | ${f(pool.latency.rerank_new_page_p95_ms)} |`,
-    `| first personalised row (start, 20-event history, 24 candidates) | ${f(pool.latency.first_row_p50_ms)} | ${f(pool.latency.first_row_p95_ms)} |`,
+    `| first personalised row, return visit (start, 20-event history, the 24 home products seen before) | ${f(pool.latency.first_row_p50_ms)} | ${f(pool.latency.first_row_p95_ms)} |`,
+    `| first personalised row, 24 products never seen (all embedded) | ${f(pool.latency.first_row_new_products_p50_ms)} | ${f(pool.latency.first_row_new_products_p95_ms)} |`,
     "",
     `peak wasm memory per worker (the main worker): ${f(results.peak_wasm_memory_per_worker_bytes / 2 ** 20)} MiB`,
   ];

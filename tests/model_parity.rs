@@ -147,6 +147,53 @@ fn each_planned_batch_alone_gives_the_same_bits() {
     }
 }
 
+/// The tokenizer is built from BERT's parts as types (so the browser build carries only those);
+/// it must give the ids tokenizers' own generic `Tokenizer` gives for the same file and settings,
+/// on odd text too: accents, CJK, control characters, emoji, an over-long word, literal special
+/// tokens, whitespace runs, and a text past the 256-token cut.
+#[test]
+fn the_typed_tokenizer_gives_the_generic_tokenizers_ids() {
+    use localrank::model::{gguf::ModelFile, tokenize::TextTokenizer};
+    let bytes = std::fs::read(model_path("q8_0")).unwrap();
+    let file = ModelFile::from_bytes(&bytes).unwrap();
+    let ours = TextTokenizer::from_json(&file.tokenizer_json, 256).unwrap();
+    let mut generic: tokenizers::Tokenizer = file.tokenizer_json.parse().unwrap();
+    generic.with_padding(None);
+    generic
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: 256,
+            ..Default::default()
+        }))
+        .unwrap();
+    let long_word = "x".repeat(150);
+    let long_text = "trail running shoes ".repeat(200);
+    let mut texts: Vec<String> = fixture_texts();
+    texts.extend(
+        [
+            "Café crème brûlée, naïve façade",
+            "北京烤鸭 and 寿司 (Japanese)",
+            "tab\there\u{0}null\u{7f}del\u{200b}zero-width",
+            "emoji 👟🏃‍♀️ and flags 🇫🇷",
+            "[CLS] literal [SEP] tokens [MASK] inside [UNK] text [PAD]",
+            "   leading and   multiple\n\nspaces   ",
+            "UPPER lower MiXeD ÀÉÎÕÜ",
+            "",
+            &long_word,
+            &long_text,
+        ]
+        .map(String::from),
+    );
+    assert_eq!(ours.vocab_size(), generic.get_vocab_size(true));
+    for text in &texts {
+        let expected = generic
+            .encode(text.as_str(), true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(ours.encode(text).unwrap(), expected, "{text:?}");
+    }
+}
+
 #[test]
 fn long_texts_are_truncated_at_256_tokens() {
     let embedder = q8_embedder();

@@ -216,7 +216,9 @@ async function poolThroughput(LocalRank, modelUrl, workload, workers) {
 /// Re-rank latency through the client (default workers) as a store page sees it: "new page"
 /// (the history's vectors already made, 100 candidates never seen), and the first personalised
 /// row of the store's home page (24 candidates) from a cold start (a new LocalRank: model from
-/// the Cache API, history and its vectors from IndexedDB) with a 20-event history stored.
+/// the Cache API, history and vectors from IndexedDB) with a 20-event history stored: on a return
+/// visit (the home page's products ranked on an earlier visit, so their vectors are stored), and
+/// with 24 products never seen (everything embedded).
 async function clientLatency(LocalRank, modelUrl, workload) {
   const rec = await LocalRank.create({ modelUrl });
   await rec.clear();
@@ -234,25 +236,34 @@ async function clientLatency(LocalRank, modelUrl, workload) {
   }
   await rec.clear();
   for (const event of workload.history.slice(-20)) await rec.record(event);
+  const home = workload.candidates.slice(0, 24);
+  await rec.rerank(home, { limit: 8 }); // the earlier visit
   await rec.stats();
   const workers = rec.info.workers;
   await rec.close();
-  const firstRow = [];
-  for (let run = 0; run < runs; run++) {
-    const home = fresh(workload.candidates.slice(0, 24), `home-${run}`);
+  const firstRow = async (candidates) => {
     const started = performance.now();
     const client = await LocalRank.create({ modelUrl });
-    await client.rerank(home, { limit: 8 });
-    firstRow.push(performance.now() - started);
+    await client.rerank(candidates, { limit: 8 });
+    const ms = performance.now() - started;
     await client.close();
     await pause(50);
+    return ms;
+  };
+  const returnVisit = [];
+  const newProducts = [];
+  for (let run = 0; run < runs; run++) {
+    returnVisit.push(await firstRow(home));
+    newProducts.push(await firstRow(fresh(home, `home-${run}`)));
   }
   const row = {
     workers,
     rerank_new_page_p50_ms: percentile(newPage, 0.5),
     rerank_new_page_p95_ms: percentile(newPage, 0.95),
-    first_row_p50_ms: percentile(firstRow, 0.5),
-    first_row_p95_ms: percentile(firstRow, 0.95),
+    first_row_p50_ms: percentile(returnVisit, 0.5),
+    first_row_p95_ms: percentile(returnVisit, 0.95),
+    first_row_new_products_p50_ms: percentile(newProducts, 0.5),
+    first_row_new_products_p95_ms: percentile(newProducts, 0.95),
   };
   log(`localrank client latency: ${JSON.stringify(row)}`);
   return row;

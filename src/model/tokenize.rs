@@ -5,7 +5,13 @@
 //! turn the file's padding off, truncate at the model's `max_seq_len` ([CLS] and [SEP] included),
 //! and pad per batch ourselves with an attention mask that the pooling honours.
 
-use tokenizers::{Tokenizer, TruncationParams};
+use serde::Deserialize;
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{AddedToken, Model, TokenizerImpl, TruncationParams};
 
 use crate::error::{Error, Result};
 use crate::records::cut_at_char_boundary;
@@ -15,8 +21,25 @@ use crate::records::cut_at_char_boundary;
 /// work a megabyte-long description can cause; it never changes a realistic embedding.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 
+/// BERT's pipeline with its parts named as types, not tokenizers' `Tokenizer` (every normalizer,
+/// pre-tokenizer, model and trainer behind enums, read from any tokenizer.json): the browser
+/// build then carries only the parts a BERT model uses.
+type BertTokenizer =
+    TokenizerImpl<WordPiece, BertNormalizer, BertPreTokenizer, BertProcessing, WordPieceDecoder>;
+
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    inner: BertTokenizer,
+}
+
+/// The parts of a BERT `tokenizer.json` the model needs; others (padding, truncation, the
+/// post-processor, the decoder) are set here, not read.
+#[derive(Deserialize)]
+struct TokenizerFile {
+    normalizer: Option<BertNormalizer>,
+    pre_tokenizer: Option<BertPreTokenizer>,
+    model: WordPiece,
+    #[serde(default)]
+    added_tokens: Vec<AddedToken>,
 }
 
 /// A batch ready for the encoder: `ids` and `mask` are row-major `rows x seq_len`.
@@ -29,19 +52,36 @@ pub struct Batch {
 }
 
 impl TextTokenizer {
+    /// Reads a BERT WordPiece `tokenizer.json` (BertNormalizer, BertPreTokenizer, WordPiece: what
+    /// every BERT sentence model ships). Another kind of tokenizer is refused, naming the part.
     pub fn from_json(json: &str, max_seq_len: usize) -> Result<Self> {
-        let mut inner: Tokenizer = json.parse().map_err(|e| {
-            Error::Tokenizer(format!("the model's tokenizer.json is unusable: {e}"))
+        let file: TokenizerFile = serde_json::from_str(json).map_err(|e| {
+            Error::Tokenizer(format!(
+                "the model's tokenizer.json is not a BERT WordPiece tokenizer this crate reads: {e}"
+            ))
         })?;
-        inner.with_padding(None);
-        let template = bert_template(&inner)?;
-        inner.with_post_processor(Some(template));
+        let (cls, sep) = (
+            special_token(&file.model, "[CLS]")?,
+            special_token(&file.model, "[SEP]")?,
+        );
+        let mut inner = BertTokenizer::new(file.model);
         inner
+            .with_normalizer(file.normalizer)
+            .map_err(|e| Error::Tokenizer(format!("cannot use the normalizer: {e}")))?;
+        inner
+            .with_pre_tokenizer(file.pre_tokenizer)
+            .with_post_processor(Some(BertProcessing::new(sep, cls)))
             .with_truncation(Some(TruncationParams {
                 max_length: max_seq_len,
                 ..Default::default()
             }))
             .map_err(|e| Error::Tokenizer(format!("cannot truncate at {max_seq_len}: {e}")))?;
+        let (special, plain): (Vec<AddedToken>, Vec<AddedToken>) =
+            file.added_tokens.into_iter().partition(|t| t.special);
+        inner
+            .add_special_tokens(special)
+            .and_then(|_| inner.add_tokens(plain))
+            .map_err(|e| Error::Tokenizer(format!("cannot add the file's added tokens: {e}")))?;
         Ok(TextTokenizer { inner })
     }
 
@@ -60,27 +100,14 @@ impl TextTokenizer {
     }
 }
 
-/// BERT's single-sentence template, `[CLS] $A [SEP]`, built from the vocabulary's own ids. The
-/// file's post-processor says the same for every BERT model, but tokenizers trusts it blindly (a
-/// template naming a special token it does not define panics at the first encode), so it is
-/// rebuilt here from checked parts.
-fn bert_template(
-    tokenizer: &Tokenizer,
-) -> Result<tokenizers::processors::template::TemplateProcessing> {
-    let special = |token: &'static str| {
-        tokenizer
-            .token_to_id(token)
-            .map(|id| (token, id))
-            .ok_or_else(|| Error::Tokenizer(format!("the model's vocabulary has no {token} token")))
-    };
-    let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
-    tokenizers::processors::template::TemplateProcessing::builder()
-        .try_single("[CLS]:0 $A:0 [SEP]:0")
-        .and_then(|b| b.try_pair("[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1"))
-        .map_err(|e| Error::Tokenizer(e.to_string()))?
-        .special_tokens(vec![cls, sep])
-        .build()
-        .map_err(|e| Error::Tokenizer(format!("cannot build the [CLS]/[SEP] template: {e}")))
+/// A special token and its id in the vocabulary: BERT's single-sentence form is
+/// `[CLS] text [SEP]`, built from the vocabulary's own ids (a file whose vocabulary lacks them is
+/// refused here, where tokenizers would panic at the first encode).
+fn special_token(model: &WordPiece, token: &str) -> Result<(String, u32)> {
+    model
+        .token_to_id(token)
+        .map(|id| (token.to_string(), id))
+        .ok_or_else(|| Error::Tokenizer(format!("the model's vocabulary has no {token} token")))
 }
 
 /// Pads sequences to the longest among them, with mask 1 for real tokens and 0 for padding.
