@@ -132,12 +132,16 @@ async function benchLocalrank(wasm, manifest, workload, dtype) {
   const entry = manifest.files.find((file) => file.dtype === dtype);
   if (!entry) throw new Error(`models/manifest.json has no ${dtype} model`);
   const bytes = await fetchBytes(`/models/${entry.file}`);
+  // Wasm memory at each stage (it never shrinks: each figure is the peak so far).
+  const memory = { start: wasm.memory.buffer.byteLength };
   const started = performance.now();
   const embedder = new Embedder(bytes);
   const loadMs = performance.now() - started;
+  memory.after_load = wasm.memory.buffer.byteLength;
   log(`localrank ${dtype}: loaded in ${loadMs.toFixed(0)} ms`);
   const row = { dtype, file_bytes: entry.bytes, load_ms: loadMs, ...(await embeddingRows((texts) => embedder.embed(texts), workload)) };
   const vectors = rowsOf(embedder.embed(agreementTexts(workload)), embedder.dim);
+  memory.after_embedding = wasm.memory.buffer.byteLength;
   embedder.free();
   const recommender = new Recommender(bytes);
   for (const event of workload.history) recommender.record(event);
@@ -153,6 +157,8 @@ async function benchLocalrank(wasm, manifest, workload, dtype) {
   row.rerank_store_warm_p95_ms = store.rerank_warm_p95_ms;
   recommender.free();
   row.wasm_memory_bytes = wasm.memory.buffer.byteLength;
+  memory.after_rerank = row.wasm_memory_bytes;
+  row.wasm_memory_stages = memory;
   log(`localrank ${dtype}: ${JSON.stringify(row)}`);
   return { row, vectors };
 }
