@@ -192,7 +192,18 @@ async function restoreHistory() {
 
 // The history's vectors on disk: keyed by the model and a hash of the text, so another model's
 // vectors are never read, and a text's vector is found whatever event it came from.
-const vectorKey = async (text) => `${modelId}:${await sha256(new TextEncoder().encode(text))}`;
+// Keys are remembered (a history change would otherwise hash every history text again); the
+// memo is dropped when it grows past KEY_MEMO_LIMIT, so it stays bounded.
+const KEY_MEMO_LIMIT = 10_000;
+const keyMemo = new Map();
+async function vectorKey(text) {
+  let key = keyMemo.get(text);
+  if (key) return key;
+  key = `${modelId}:${await sha256(new TextEncoder().encode(text))}`;
+  if (keyMemo.size >= KEY_MEMO_LIMIT) keyMemo.clear();
+  keyMemo.set(text, key);
+  return key;
+}
 // Keys on disk as of the last sync (null until restored): a sync writes only what is new.
 let storedKeys = null;
 
