@@ -157,6 +157,45 @@ pub fn length_buckets(lengths: &[usize], max_rows: usize, max_tokens: usize) -> 
 mod tests {
     use super::*;
 
+    /// A tiny BERT tokenizer.json with `normalizer` and `vocab` swapped in.
+    fn tokenizer_json(normalizer: &str, vocab: &str) -> String {
+        format!(
+            r###"{{"normalizer": {normalizer}, "pre_tokenizer": {{"type": "BertPreTokenizer"}},
+            "model": {{"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100, "vocab": {vocab}}}, "added_tokens": []}}"###
+        )
+    }
+
+    const BERT_NORMALIZER: &str = r#"{"type": "BertNormalizer", "clean_text": true,
+        "handle_chinese_chars": true, "strip_accents": null, "lowercase": true}"#;
+    const VOCAB: &str = r###"{"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "trail": 3, "##s": 4}"###;
+
+    #[test]
+    fn a_bert_wordpiece_file_tokenizes_with_cls_and_sep() {
+        let tokenizer =
+            TextTokenizer::from_json(&tokenizer_json(BERT_NORMALIZER, VOCAB), 16).unwrap();
+        assert_eq!(
+            tokenizer.encode("Trails, x").unwrap(),
+            vec![1, 3, 4, 0, 0, 2]
+        );
+    }
+
+    #[test]
+    fn other_tokenizers_and_vocabularies_without_cls_are_refused_with_the_reason() {
+        let nfc = TextTokenizer::from_json(&tokenizer_json(r#"{"type": "NFC"}"#, VOCAB), 16);
+        let message = nfc.err().unwrap().to_string();
+        assert!(
+            message.contains("not a BERT WordPiece tokenizer"),
+            "{message}"
+        );
+        let no_cls = r#"{"[UNK]": 0, "[SEP]": 2}"#;
+        let message = TextTokenizer::from_json(&tokenizer_json(BERT_NORMALIZER, no_cls), 16)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("no [CLS] token"), "{message}");
+    }
+
     #[test]
     fn pad_batch_masks_only_padding() {
         let batch = pad_batch(&[&[101, 7, 102], &[101, 102]], 0);
