@@ -21,10 +21,11 @@ let pool = null;
 /** The pool to start: `{ helpers, bytes, urls }`, until it is started. */
 let poolPlan = null;
 /**
- * Helpers start after the first ranking, or this long after start if none comes: started with
- * the model, their own loading (compiling the wasm, reading the model) slowed the main worker's
+ * Helpers start this long after the model, or when the page asks (`poolReady`): started with the
+ * model, their own loading (compiling the wasm, reading the model) slowed the main worker's
  * start by about 200 ms on 2 cores (create 700 ms instead of 485), and a first ranking cannot
- * use them anyway (they take about 400 ms to be ready).
+ * use them anyway (they take about 400 ms to be ready). Never on a shopper's action: when the
+ * page fetches the helpers' files must not depend on what the shopper does.
  */
 const POOL_START_DELAY_MS = 1000;
 
@@ -381,7 +382,6 @@ const methods = {
     await embedIntoCache(recommender.uncachedTexts(candidates));
     const result = recommender.rerankAdmitting(candidates, options);
     keepProductVectors(unsaved);
-    startPool();
     return result;
   },
   history() {

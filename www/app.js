@@ -372,6 +372,9 @@ async function startRecommender() {
     document.body.dataset.restoredVectors = String(state.rec.info.restoredVectors);
     document.body.dataset.ready = "true";
     await showRecommended();
+    // The embedding workers start once the first row is shown (their files are fetched then, on
+    // every visit alike, never on a shopper's action).
+    state.rec.poolReady().then((working) => (document.body.dataset.workers = String(working)), () => {});
     // How many texts the first row embedded (0 when every product's vector was saved before).
     document.body.dataset.embeddedAtStart = String((await state.rec.stats()).misses);
   } catch (error) {

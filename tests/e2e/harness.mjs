@@ -34,8 +34,16 @@ export function useStoreServer({ storeModel, fixtures = false } = {}) {
       server.on("exit", (code) => reject(new Error(`localrank serve exited with ${code}`)));
     });
   });
-  after(() => server && server.kill());
+  after(async () => {
+    // A test that failed before its close() leaves its browser open, which would keep this file
+    // running forever: close what is left, then the server.
+    await Promise.all([...openContexts].map((context) => context.close().catch(() => {})));
+    if (server) server.kill();
+  });
 }
+
+/** Browser contexts `shopper()` opened and their test has not closed yet. */
+const openContexts = new Set();
 
 const EXAMPLE_DIST = join(ROOT, "examples/vite/dist");
 const CONTENT_TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".gguf": "application/octet-stream" };
@@ -80,6 +88,7 @@ export async function shopper({ expectedFailures = [], profile } = {}) {
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
+  openContexts.add(context);
   const requests = [];
   const errors = [];
   const warnings = [];
@@ -95,6 +104,7 @@ export async function shopper({ expectedFailures = [], profile } = {}) {
   const page = context.pages()[0] || (await context.newPage());
   watch(page);
   const close = async () => {
+    openContexts.delete(context);
     await context.close();
     if (!profile) rmSync(dir, { recursive: true, force: true });
     assert.deepEqual(errors, [], "unhandled errors on the page");
@@ -110,6 +120,9 @@ export async function loadStore(page, { expect = "true" } = {}) {
   await page.goto(BASE);
   await page.waitForSelector("body[data-ready]", { timeout: READY_TIMEOUT });
   assert.equal(await page.getAttribute("body", "data-ready"), expect, await page.textContent("#status"));
+  // The embedding workers start after the first row (their files are fetched then): wait, so a
+  // test's own request count starts after the page's load.
+  if (expect === "true") await page.waitForSelector("body[data-workers]", { timeout: READY_TIMEOUT });
 }
 
 export const recommendedIds = (page) => page.$$eval("#recommended .card", (cards) => cards.map((c) => c.dataset.id));

@@ -1,0 +1,70 @@
+// The client's contract with a page (issue 13 part 2), on a same-origin page without the store
+// app: failures reach the page as LocalRankError with a stable name (and, for a bad record, the
+// field), from the worker, the download and the wasm core alike; progress names the file and the
+// phase, in order, for a first load and for a load from the cache.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { BASE, useStoreServer, shopper } from "./harness.mjs";
+
+useStoreServer();
+
+const MODEL_URL = "/models/all-MiniLM-L6-v2.q8_0.gguf";
+
+async function blankPage(page) {
+  await page.route(`${BASE}/blank-page`, (route) => route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>a page</title>" }));
+  await page.goto(`${BASE}/blank-page`);
+}
+
+test("errors reach the page as LocalRankError with a stable name and the field", async () => {
+  const { page, close } = await shopper({ expectedFailures: [/404/] });
+  try {
+    await blankPage(page);
+    const outcome = await page.evaluate(async (modelUrl) => {
+      const { LocalRank, LocalRankError } = await import("/pkg/index.js");
+      const named = (promise) => promise.then(
+        () => null,
+        (e) => ({ typed: e instanceof LocalRankError, name: e.name, field: e.field ?? null, message: e.message }),
+      );
+      const missingModel = await named(LocalRank.create({ modelUrl: "/models/no-such-model.gguf" }));
+      const badWorkers = await named(LocalRank.create({ modelUrl, workers: 0 }));
+      const rec = await LocalRank.create({ modelUrl, workers: 1 });
+      const badOptions = await named(rec.rerank([{ id: "a", title: "A" }], { serverWeight: 2 }));
+      const badEvent = await named(rec.record({ kind: "view", at: Date.now(), item: { id: "a" } }));
+      const badText = await named(rec.embed(["fine", 7]));
+      await rec.close();
+      const closed = await named(rec.history());
+      return { missingModel, badWorkers, badOptions, badEvent, badText, closed };
+    }, MODEL_URL);
+    for (const [what, error] of Object.entries(outcome)) assert.ok(error && error.typed, `${what}: ${JSON.stringify(error)}`);
+    assert.equal(outcome.missingModel.name, "ModelFetch", outcome.missingModel.message);
+    assert.match(outcome.missingModel.message, /no entry for no-such-model\.gguf/);
+    assert.deepEqual([outcome.badWorkers.name, outcome.badWorkers.field], ["InvalidRecord", "workers"]);
+    assert.deepEqual([outcome.badOptions.name, outcome.badOptions.field], ["InvalidRecord", "options.serverWeight"], outcome.badOptions.message);
+    assert.deepEqual([outcome.badEvent.name, outcome.badEvent.field], ["InvalidRecord", "event.item"], outcome.badEvent.message);
+    assert.deepEqual([outcome.badText.name, outcome.badText.field], ["InvalidRecord", "texts[1]"], outcome.badText.message);
+    assert.equal(outcome.closed.name, "Terminated");
+  } finally {
+    await close();
+  }
+});
+
+test("progress names the file and the phase, in order: fetch on a first load, cache on the next", async () => {
+  const { page, close } = await shopper();
+  try {
+    await blankPage(page);
+    const phases = await page.evaluate(async (modelUrl) => {
+      const { LocalRank } = await import("/pkg/index.js");
+      const load = async () => {
+        const seen = [];
+        const rec = await LocalRank.create({ modelUrl, workers: 1, onProgress: ({ file, phase }) => seen.at(-1) !== `${file}:${phase}` && seen.push(`${file}:${phase}`) });
+        await rec.close();
+        return seen;
+      };
+      return { first: await load(), second: await load() };
+    }, MODEL_URL);
+    assert.deepEqual(phases.first, ["model:fetch", "model:verify", "model:compile", "model:ready"]);
+    assert.deepEqual(phases.second, ["model:cache", "model:verify", "model:compile", "model:ready"]);
+  } finally {
+    await close();
+  }
+});
