@@ -34,6 +34,11 @@ export class LocalRankError extends Error {
     if (field !== undefined) this.field = field;
   }
 
+  /** An IndexedDB failure (`cause`) as a `Quota` error (storage full) or a `Storage` error. */
+  static storage(message, cause) {
+    return new LocalRankError(cause && cause.name === "QuotaExceededError" ? "Quota" : "Storage", message, { cause });
+  }
+
   /** The plain shape that crosses postMessage. */
   toPlain() {
     return this.field === undefined ? { name: this.name, message: this.message } : { name: this.name, message: this.message, field: this.field };

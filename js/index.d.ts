@@ -43,6 +43,8 @@ export declare class LocalRankError extends Error {
   readonly field?: string;
   toPlain(): { name: LocalRankErrorName; message: string; field?: string };
   static from(error: unknown): LocalRankError;
+  /** An IndexedDB failure as `Quota` (storage full) or `Storage`. */
+  static storage(message: string, cause: unknown): LocalRankError;
 }
 
 /** Which file is loading and where it is: fetch (bytes arriving), cache (found on the device),

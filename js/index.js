@@ -102,7 +102,7 @@ export class LocalRank {
     try {
       return { history: await savedHistoryText(), setAside: await setAsideCopies() };
     } catch (error) {
-      throw LocalRank.#storageError("could not read the data stored on this device", error);
+      throw LocalRankError.storage(`could not read the data stored on this device (${(error && error.message) || error})`, error);
     }
   }
 
@@ -111,12 +111,8 @@ export class LocalRank {
     try {
       await eraseAll();
     } catch (error) {
-      throw LocalRank.#storageError("could not erase the data stored on this device", error);
+      throw LocalRankError.storage(`could not erase the data stored on this device (${(error && error.message) || error})`, error);
     }
-  }
-
-  static #storageError(what, error) {
-    return new LocalRankError(error && error.name === "QuotaExceededError" ? "Quota" : "Storage", `${what} (${(error && error.message) || error})`, { cause: error });
   }
 
   /**

@@ -140,9 +140,6 @@ function serially(task) {
   return run;
 }
 
-/** An IndexedDB failure as a `Quota` (storage full) or `Storage` error. */
-const storageError = (message, error) => new LocalRankError(error && error.name === "QuotaExceededError" ? "Quota" : "Storage", message, { cause: error });
-
 // Applies `change` to the recommender and saves the result; if the save fails, restores the
 // history as it was before `change` and throws an error a shopper can read.
 function changeAndSave(change) {
@@ -154,7 +151,7 @@ function changeAndSave(change) {
       await saveHistory(recommender.exportState());
     } catch (error) {
       recommender.importState(before);
-      throw storageError(`could not save your history on this device: ${storageProblem(error)}. Nothing was changed.`, error);
+      throw LocalRankError.storage(`could not save your history on this device: ${storageProblem(error)}. Nothing was changed.`, error);
     }
     return result;
   });
@@ -378,8 +375,9 @@ const methods = {
   },
   // Lenient: what cannot be ranked is left out and named in `dropped`, the rest is ranked.
   async rerank(candidates, options) {
+    // The texts neither in memory nor on disk: embedded here (across the pool), saved after.
     const unsaved = await restoreProductVectors(candidates);
-    await embedIntoCache(recommender.uncachedTexts(candidates));
+    await embedIntoCache(unsaved);
     const result = recommender.rerankAdmitting(candidates, options);
     keepProductVectors(unsaved);
     return result;
@@ -403,7 +401,7 @@ const methods = {
       try {
         await eraseAll();
       } catch (error) {
-        throw storageError(`could not erase the history on this device: ${storageProblem(error)}`, error);
+        throw LocalRankError.storage(`could not erase the history on this device: ${storageProblem(error)}`, error);
       }
       recommender.clear();
       storedKeys = new Set();
