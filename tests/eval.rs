@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use common::*;
 use localrank::catalog::Dataset;
 use localrank::eval::protocol::{
-    build_tasks, read_candidates_file, training_part, ProtocolConfig, Setting,
+    build_tasks, read_candidates_file, training_part, validation_part, ProtocolConfig, Setting,
 };
 use localrank::eval::{evaluate, store_training_sequences, EvalConfig};
 use localrank::train::TrainConfig;
@@ -36,6 +36,23 @@ fn config(users: usize) -> ProtocolConfig {
         history: 50,
         users: Some(users),
         seed: 7,
+    }
+}
+
+/// Every ranker on the first `users` users, the store model trained `epochs` epochs.
+fn eval_config(users: usize, epochs: usize) -> EvalConfig {
+    EvalConfig {
+        candidates_file: None,
+        protocol: config(users),
+        models: vec![model_path("q8_0")],
+        options: Options::default(),
+        cold_items: 0.0,
+        train: TrainConfig {
+            epochs,
+            ..TrainConfig::default()
+        },
+        settings: vec![Setting::Single, Setting::Multi],
+        validation: false,
     }
 }
 
@@ -122,6 +139,44 @@ fn multi_target_tasks_hold_out_the_last_five() {
 }
 
 #[test]
+fn validation_targets_are_the_events_before_the_test_targets_which_nothing_reads() {
+    let ds = ml_100k();
+    let validation = validation_part(ds);
+    assert_eq!(
+        validation.users.len(),
+        ds.users.len(),
+        "every ML-100k user has 20+ events"
+    );
+    let tasks = build_tasks(&validation, Setting::Single, &config(943), None).unwrap();
+    for task in &tasks {
+        let events = &ds.users[task.user].events;
+        assert_eq!(
+            task.targets,
+            vec![events[events.len() - 2].0],
+            "the second-to-last"
+        );
+        // The history is the 50 events before it; the test event is in no history and in no
+        // training part.
+        let before = &events[..events.len() - 2];
+        assert_eq!(
+            task.history.as_slice(),
+            &before[before.len().saturating_sub(50)..]
+        );
+        let training = &training_part(&validation, Setting::Single.training_cut())[task.user];
+        assert_eq!(training.len(), events.len() - 3);
+    }
+    let with_lists = EvalConfig {
+        validation: true,
+        candidates_file: Some("any.txt".into()),
+        ..eval_config(10, 1)
+    };
+    let refused = evaluate(ds, &with_lists, &|_, _, _| {})
+        .err()
+        .expect("refused");
+    assert!(refused.to_string().contains("--validation"), "{refused}");
+}
+
+#[test]
 fn training_excludes_each_users_held_out_events() {
     let ds = ml_100k();
     let training = training_part(ds, 2);
@@ -176,18 +231,8 @@ fn candidate_files_give_the_first_19_non_targets_plus_the_target() {
 #[test]
 fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
     let ds = ml_100k();
-    let config = EvalConfig {
-        candidates_file: None,
-        protocol: config(150),
-        models: vec![model_path("q8_0")],
-        options: Options::default(),
-        cold_items: 0.0,
-        // A few epochs: enough to check the protocol and the ordering below, not the full run.
-        train: TrainConfig {
-            epochs: 4,
-            ..TrainConfig::default()
-        },
-    };
+    // A few epochs: enough to check the protocol and the ordering below, not the full run.
+    let config = eval_config(150, 4);
     let report = evaluate(ds, &config, &|_, _, _| {}).unwrap();
     println!("{}", report.table());
     let names = [

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::catalog::{Dataset, ItemIx};
 use crate::error::{Error, Result};
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Setting {
     /// One target, LLMRank's lists or sampled negatives: NDCG, HR, MRR, diversity.
     Single,
@@ -50,6 +50,28 @@ impl Setting {
             Setting::Single => 2,
             Setting::Multi => MULTI_TARGETS,
         }
+    }
+}
+
+/// The data without each user's last event: evaluating on it takes the events before the test
+/// targets as targets (and trains on what comes before those), so settings can be tuned without
+/// ever reading a test target. A user left with no events is dropped.
+pub fn validation_part(dataset: &Dataset) -> Dataset {
+    let users = dataset
+        .users
+        .iter()
+        .filter(|user| user.events.len() > 1)
+        .map(|user| crate::catalog::UserHistory {
+            user_id: user.user_id.clone(),
+            events: user.events[..user.events.len() - 1].to_vec(),
+        })
+        .collect();
+    Dataset {
+        name: format!("{} (validation: last events dropped)", dataset.name),
+        report: dataset.report.clone(),
+        items: dataset.items.clone(),
+        index_of: dataset.index_of.clone(),
+        users,
     }
 }
 

@@ -2,6 +2,7 @@
 //! profile, relevance and diversity (`rerank`), and the store-trained sequence encoder. Inputs
 //! are plain vectors; the MiniLM model only produces them.
 
+pub mod layer_norm;
 pub mod profile;
 pub mod rerank;
 pub mod sentiment;

@@ -399,22 +399,14 @@ impl SequenceEncoder {
         Ok(out.reshape((b, l, ()))?)
     }
 
-    /// Layer norm composed of differentiable ops (candle-nn's fused kernel has no backward).
+    /// Layer norm over each step's vector (one op with its own backward pass).
     fn layer_norm(&self, name: &str, x: &Tensor) -> Result<Tensor> {
-        let (b, l, d) = x.dims3()?;
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred
-            .broadcast_div(&(variance + LAYER_NORM_EPS)?.sqrt()?)?
-            .reshape((b * l, d))?;
-        let scaled = normed
-            .mul(&repeat_rows(
-                self.tensor(&format!("{name}.weight"))?,
-                b * l,
-            )?)?
-            .add(&repeat_rows(self.tensor(&format!("{name}.bias"))?, b * l)?)?;
-        Ok(scaled.reshape((b, l, d))?)
+        Ok(super::layer_norm::layer_norm(
+            x,
+            self.tensor(&format!("{name}.weight"))?,
+            self.tensor(&format!("{name}.bias"))?,
+            LAYER_NORM_EPS,
+        )?)
     }
 
     /// The query that scores products after a step: its state plus the time from the step to

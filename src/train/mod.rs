@@ -48,6 +48,41 @@ pub struct TrainConfig {
     pub dropout: f32,
     /// Share of products whose ID vector is dropped in a batch.
     pub id_dropout: f32,
+    /// How the learning rate moves over the run.
+    pub schedule: Schedule,
+}
+
+/// The learning rate over a run of `steps` optimiser steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// The same rate throughout (SASRec's paper, RecBole).
+    Constant,
+    /// Up linearly over the first `WARMUP_SHARE` of the steps, then down along a half cosine
+    /// to zero at the last step: the usual choice when the number of steps is fixed in advance,
+    /// as a time budget fixes it here.
+    WarmupCosine,
+}
+
+/// Share of a run's steps spent warming the rate up.
+const WARMUP_SHARE: f64 = 0.05;
+
+impl Schedule {
+    /// The rate for optimiser step `step` (0-based) of `steps`, for a peak rate `peak`.
+    pub fn rate(self, peak: f64, step: usize, steps: usize) -> f64 {
+        match self {
+            Schedule::Constant => peak,
+            Schedule::WarmupCosine => {
+                let warmup = (WARMUP_SHARE * steps as f64).ceil().max(1.0);
+                let step = step as f64;
+                if step < warmup {
+                    return peak * (step + 1.0) / warmup;
+                }
+                let progress = (step - warmup + 1.0) / (steps as f64 - warmup + 1.0);
+                peak * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+            }
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -58,10 +93,11 @@ impl Default for TrainConfig {
             epochs: 8,
             seed: 42,
             batch_size: 128,
-            learning_rate: 1e-3,
+            learning_rate: 2e-3,
             ffn_multiple: 1,
             dropout: 0.2,
             id_dropout: 0.1,
+            schedule: Schedule::Constant,
         }
     }
 }
@@ -73,6 +109,9 @@ pub struct TrainingData<'a> {
     pub text_model_id: &'a str,
     /// The MiniLM's vector of the probe sentence, stored in the encoder file.
     pub text_probe: &'a [f32],
+    /// Continue from this model (a store retraining on its newer logs) instead of from random
+    /// weights: its encoder and its products' ID vectors; products new since then start fresh.
+    pub start: Option<&'a TrainedStore>,
 }
 
 /// Progress of training, reported after every batch.
@@ -91,6 +130,8 @@ pub struct TrainedStore {
     pub item_vectors: Vec<Vec<f32>>,
     /// Per product: whether it had training events (an ID part), or its text alone.
     pub has_behaviour: Vec<bool>,
+    /// Per product (catalog order): its learned ID part, where it had training events.
+    pub id_vectors: Vec<Option<Vec<f32>>>,
     /// Mean loss of each epoch.
     pub epoch_losses: Vec<f64>,
 }
@@ -123,11 +164,25 @@ pub fn train(
             "dim, max-len, ffn-multiple and batch size must be at least 1",
         ));
     }
-    if !(0.0..1.0).contains(&config.dropout) {
+    if !(config.learning_rate.is_finite() && config.learning_rate > 0.0) {
         return Err(Error::invalid(
             "training options",
-            format!("dropout {} is not in 0 to below 1", config.dropout),
+            format!(
+                "learning rate {} is not a positive number",
+                config.learning_rate
+            ),
         ));
+    }
+    for (name, share) in [
+        ("dropout", config.dropout),
+        ("ID dropout", config.id_dropout),
+    ] {
+        if !(0.0..1.0).contains(&share) {
+            return Err(Error::invalid(
+                "training options",
+                format!("{name} {share} is not in 0 to below 1"),
+            ));
+        }
     }
     // Trained products: those with at least one training event, in catalog order.
     let mut has_events = vec![false; item_count];
@@ -160,12 +215,16 @@ pub fn train(
     };
     let mut variables: Vec<Var> = Vec::new();
     let mut tensors = HashMap::new();
-    for (name, initial) in initial_weights(&encoder_config, rng.random())? {
+    let initial = match data.start {
+        Some(start) => start_weights(start, &encoder_config)?,
+        None => initial_weights(&encoder_config, rng.random())?,
+    };
+    for (name, initial) in initial {
         let var = Var::from_tensor(&initial)?;
         tensors.insert(name, var.as_tensor().clone());
         variables.push(var);
     }
-    let id_vectors = initial_id_vectors(trained_items.len(), config.dim, &mut rng)?;
+    let id_vectors = initial_id_vectors(&trained_items, config.dim, data.start, &mut rng)?;
     variables.push(id_vectors.clone());
     let encoder = SequenceEncoder::new(
         encoder_config,
@@ -189,6 +248,7 @@ pub fn train(
     let mut order: Vec<usize> = (0..windows.len()).collect();
     let batches = windows.len().div_ceil(config.batch_size);
     let mut epoch_losses = Vec::with_capacity(config.epochs);
+    let steps = batches * config.epochs;
     for epoch in 0..config.epochs {
         order.shuffle(&mut rng);
         let mut total = 0.0;
@@ -202,6 +262,8 @@ pub fn train(
                 config,
                 &mut rng,
             )?;
+            let step = epoch * batches + batch_number;
+            optimiser.set_learning_rate(config.schedule.rate(config.learning_rate, step, steps));
             optimiser.backward_step(&loss)?;
             let loss = loss.to_scalar::<f32>()? as f64;
             if !loss.is_finite() {
@@ -221,12 +283,12 @@ pub fn train(
         }
         epoch_losses.push(total / batches as f64);
     }
-    let item_vectors = final_item_vectors(
-        &encoder,
-        data.text_vectors,
-        &trained_index,
-        id_vectors.as_tensor(),
-    )?;
+    let ids = id_vectors.as_tensor().detach().to_vec2::<f32>()?;
+    let id_vectors: Vec<Option<Vec<f32>>> = trained_index
+        .iter()
+        .map(|&index| ids.get(index as usize).cloned())
+        .collect();
+    let item_vectors = final_item_vectors(&encoder, data.text_vectors, &id_vectors)?;
     // The encoder's tensors are the variables: detach them into plain weights for shipping.
     let weights = encoder
         .tensors()
@@ -242,20 +304,57 @@ pub fn train(
     Ok(TrainedStore {
         encoder,
         item_vectors,
-        has_behaviour: trained_index.iter().map(|&i| i != u32::MAX).collect(),
+        has_behaviour: id_vectors.iter().map(Option::is_some).collect(),
+        id_vectors,
         epoch_losses,
     })
 }
 
-/// Products' ID vectors start normal(0, 0.02), like the encoder's weights.
-fn initial_id_vectors(items: usize, dim: usize, rng: &mut ChaCha8Rng) -> Result<Var> {
+/// The earlier model's encoder weights, as fresh tensors for new variables; its shape must be
+/// the one asked for.
+fn start_weights(
+    start: &TrainedStore,
+    config: &crate::ranking::sequence::EncoderConfig,
+) -> Result<HashMap<String, Tensor>> {
+    if start.encoder.config() != config {
+        return Err(Error::invalid(
+            "training options",
+            format!(
+                "the model to continue from is {:?}, the options ask for {config:?}",
+                start.encoder.config()
+            ),
+        ));
+    }
+    // Copies, not shared storage: the optimiser updates variables in place, and the earlier
+    // model must stay as it was.
+    start
+        .encoder
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| Ok((name.to_string(), t.copy()?)))
+        .collect()
+}
+
+/// Products' ID vectors: the earlier model's where it had one (`start`), else normal(0, 0.02)
+/// like the encoder's weights. One row per trained product.
+fn initial_id_vectors(
+    trained_items: &[ItemIx],
+    dim: usize,
+    start: Option<&TrainedStore>,
+    rng: &mut ChaCha8Rng,
+) -> Result<Var> {
     let mut random = crate::ranking::sequence::SplitMix64(rng.random());
-    let values: Vec<f32> = (0..items * dim)
-        .map(|_| random.normal() * INIT_STD)
-        .collect();
+    let mut values = Vec::with_capacity(trained_items.len() * dim);
+    for &item in trained_items {
+        let fresh: Vec<f32> = (0..dim).map(|_| random.normal() * INIT_STD).collect();
+        match start.and_then(|s| s.id_vectors.get(item)?.as_ref()) {
+            Some(earlier) if earlier.len() == dim => values.extend_from_slice(earlier),
+            _ => values.extend(fresh),
+        }
+    }
     Ok(Var::from_tensor(&Tensor::from_vec(
         values,
-        (items, dim),
+        (trained_items.len(), dim),
         &Device::Cpu,
     )?)?)
 }
@@ -363,8 +462,11 @@ fn batch_loss(
     } else {
         sampled_candidates(&vectors, &targets, items, rng)?
     };
-    let logits = queries.matmul(&candidates.t()?)?;
-    Ok(cross_entropy::softmax_cross_entropy(&logits, &targets)?)
+    Ok(cross_entropy::scored_cross_entropy(
+        &queries,
+        &candidates,
+        &targets,
+    )?)
 }
 
 /// The batch's targets plus a uniform sample of products: the candidate rows and the targets'
@@ -396,16 +498,14 @@ fn sampled_candidates(
 fn final_item_vectors(
     encoder: &SequenceEncoder,
     text_vectors: &[Vec<f32>],
-    trained_index: &[u32],
-    id_vectors: &Tensor,
+    id_vectors: &[Option<Vec<f32>>],
 ) -> Result<Vec<Vec<f32>>> {
-    let ids = id_vectors.detach().to_vec2::<f32>()?;
     text_vectors
         .iter()
-        .zip(trained_index)
-        .map(|(text, &index)| {
+        .zip(id_vectors)
+        .map(|(text, id)| {
             let mut vector = encoder.project_one(text)?;
-            if let Some(id) = ids.get(index as usize) {
+            if let Some(id) = id {
                 vector.iter_mut().zip(id).for_each(|(v, i)| *v += i);
             }
             Ok(vector)
@@ -527,6 +627,100 @@ pub fn read_item_vectors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Six products, three users; `extra` adds a product 5 event at the end of every history
+    /// (the newer logs a store retrains on).
+    fn tiny_sequences(extra: bool) -> Vec<Vec<(ItemIx, i64)>> {
+        let mut sequences = vec![
+            vec![(0, 0), (1, 60), (2, 120), (3, 180)],
+            vec![(1, 0), (2, 60), (0, 120)],
+            vec![(3, 0), (4, 60), (1, 120), (2, 180)],
+        ];
+        if extra {
+            sequences.iter_mut().for_each(|s| s.push((5, 240)));
+        }
+        sequences
+    }
+
+    fn tiny_train(
+        sequences: &[Vec<(ItemIx, i64)>],
+        start: Option<&TrainedStore>,
+        dim: usize,
+        epochs: usize,
+    ) -> Result<TrainedStore> {
+        let text: Vec<Vec<f32>> = (0..6)
+            .map(|i| (0..8).map(|j| ((i * 8 + j) % 5) as f32 * 0.1).collect())
+            .collect();
+        let probe = vec![0.5f32; 8];
+        let data = TrainingData {
+            text_vectors: &text,
+            sequences,
+            text_model_id: "test",
+            text_probe: &probe,
+            start,
+        };
+        let config = TrainConfig {
+            dim,
+            max_len: 4,
+            epochs,
+            batch_size: 2,
+            ..TrainConfig::default()
+        };
+        train(&data, &config, &mut |_| {})
+    }
+
+    #[test]
+    fn continuing_starts_from_the_earlier_model_and_leaves_it_unchanged() {
+        let earlier = tiny_train(&tiny_sequences(false), None, 4, 1).unwrap();
+        let earlier_bytes = earlier.encoder.to_bytes().unwrap();
+        assert!(
+            earlier.id_vectors[5].is_none(),
+            "product 5 had no events yet"
+        );
+        // No epochs: exactly the earlier model, plus a fresh ID vector for the new product.
+        let resumed = tiny_train(&tiny_sequences(true), Some(&earlier), 4, 0).unwrap();
+        assert_eq!(resumed.encoder.to_bytes().unwrap(), earlier_bytes);
+        assert_eq!(resumed.id_vectors[..5], earlier.id_vectors[..5]);
+        assert!(resumed.id_vectors[5].is_some());
+        // Training on moves the weights; the earlier model is not touched.
+        let continued = tiny_train(&tiny_sequences(true), Some(&earlier), 4, 1).unwrap();
+        assert_ne!(continued.encoder.to_bytes().unwrap(), earlier_bytes);
+        assert_eq!(earlier.encoder.to_bytes().unwrap(), earlier_bytes);
+        // Another shape cannot continue from it.
+        let error = tiny_train(&tiny_sequences(true), Some(&earlier), 8, 1)
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("continue from"), "{error}");
+    }
+
+    #[test]
+    fn the_warmup_cosine_rate_rises_peaks_and_falls_to_near_zero() {
+        let (peak, steps) = (1e-3, 200);
+        let rates: Vec<f64> = (0..steps)
+            .map(|s| Schedule::WarmupCosine.rate(peak, s, steps))
+            .collect();
+        let warmup = 10; // 5% of 200
+        assert!(
+            rates[0] > 0.0 && rates[0] < peak / 5.0,
+            "starts low: {}",
+            rates[0]
+        );
+        assert!(rates[..warmup].windows(2).all(|w| w[0] < w[1]), "rises");
+        assert!((rates[warmup - 1] - peak).abs() < 1e-12, "reaches the peak");
+        assert!(
+            rates[warmup..].windows(2).all(|w| w[0] >= w[1]),
+            "then only falls"
+        );
+        assert!(
+            rates[steps - 1] < peak * 1e-3,
+            "ends near zero: {}",
+            rates[steps - 1]
+        );
+        assert!(rates.iter().all(|&r| r > 0.0), "never zero or negative");
+        assert_eq!(Schedule::Constant.rate(peak, 77, steps), peak);
+        // A one-step run still takes a step.
+        assert!(Schedule::WarmupCosine.rate(peak, 0, 1) > 0.0);
+    }
 
     #[test]
     fn sampled_candidates_keep_every_target_and_point_at_its_row() {

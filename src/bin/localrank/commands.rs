@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use localrank::catalog::Dataset;
-use localrank::eval::protocol::ProtocolConfig;
+use localrank::eval::protocol::{ProtocolConfig, Setting};
 use localrank::eval::{evaluate, EvalConfig};
 use localrank::model::convert::{convert_to_file, ConvertOptions};
 use localrank::records::{parse_history_lines, parse_json_array};
-use localrank::train::TrainConfig;
+use localrank::train::{Schedule, TrainConfig};
 use localrank::{Candidate, Embedder, Event, Options, Recommender};
 
 #[derive(Parser)]
@@ -109,6 +109,23 @@ enum Command {
         /// Dropout while training the encoder.
         #[arg(long, default_value_t = TrainConfig::default().dropout)]
         train_dropout: f32,
+        /// The encoder's learning-rate schedule.
+        #[arg(long, value_enum, default_value_t = TrainConfig::default().schedule)]
+        train_lr_schedule: Schedule,
+        /// The encoder's (peak) learning rate.
+        #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+        train_lr: f64,
+        /// Share of products whose ID vector is dropped in each training batch.
+        #[arg(long, default_value_t = TrainConfig::default().id_dropout)]
+        train_id_dropout: f32,
+        /// Run only this setting (repeat for both, the default): one alone halves the time of
+        /// a tuning run.
+        #[arg(long = "setting", value_enum)]
+        settings: Vec<Setting>,
+        /// Tune, don't test: drop every user's last event first, so the events before them are
+        /// the targets and no test target is read (not with --candidates-file).
+        #[arg(long)]
+        validation: bool,
         /// Hold this share of the products out of all training (the cold-product split) and
         /// also report NDCG@10 on the users whose target is one of them.
         #[arg(long, default_value_t = 0.0)]
@@ -140,6 +157,16 @@ enum Command {
         /// Dropout on the hidden states while training (0 to below 1).
         #[arg(long, default_value_t = TrainConfig::default().dropout)]
         dropout: f32,
+        /// The learning-rate schedule.
+        #[arg(long, value_enum, default_value_t = TrainConfig::default().schedule)]
+        lr_schedule: Schedule,
+        /// The (peak) learning rate of AdamW.
+        #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+        lr: f64,
+        /// Share of products whose ID vector is dropped in each batch, so that the text
+        /// projection alone learns to rank (what a product without events gets).
+        #[arg(long, default_value_t = TrainConfig::default().id_dropout)]
+        id_dropout: f32,
         /// The MiniLM model whose text vectors the encoder reads (the one the page loads).
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: PathBuf,
@@ -206,6 +233,11 @@ pub fn run(cli: Cli) -> Result<(), String> {
             train_max_len,
             train_ffn_multiple,
             train_dropout,
+            train_lr_schedule,
+            train_lr,
+            train_id_dropout,
+            settings,
+            validation,
             cold_items,
         } => {
             let options: Options = match options {
@@ -236,9 +268,18 @@ pub fn run(cli: Cli) -> Result<(), String> {
                         max_len: train_max_len,
                         ffn_multiple: train_ffn_multiple,
                         dropout: train_dropout,
+                        schedule: train_lr_schedule,
+                        learning_rate: train_lr,
+                        id_dropout: train_id_dropout,
                         seed,
                         ..TrainConfig::default()
                     },
+                    settings: if settings.is_empty() {
+                        vec![Setting::Single, Setting::Multi]
+                    } else {
+                        settings
+                    },
+                    validation,
                 },
                 out.as_deref(),
             )
@@ -253,6 +294,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
             seed,
             ffn_multiple,
             dropout,
+            lr_schedule,
+            lr,
+            id_dropout,
             model,
         } => {
             let config = TrainConfig {
@@ -262,6 +306,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 seed,
                 ffn_multiple,
                 dropout,
+                schedule: lr_schedule,
+                learning_rate: lr,
+                id_dropout,
                 ..TrainConfig::default()
             };
             train(&items, &events, &out, &model, &config)
@@ -501,6 +548,7 @@ fn train(
         sequences: &sequences,
         text_model_id: embedder.model_id(),
         text_probe: &probe,
+        start: None,
     };
     let trained = localrank::train::train(&data, config, &mut |p| {
         if p.batch == 1 {
