@@ -40,12 +40,18 @@ struct LayerNorm {
     eps: f32,
 }
 
-fn f32_values<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+/// The f32 values a custom op's input holds, for ops that need them contiguous; `op` names the
+/// op in the error.
+pub(crate) fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(values) = storage else {
-        candle_core::bail!("layer norm needs f32 tensors");
+        candle_core::bail!("{op} needs f32 tensors");
     };
     let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("layer norm needs contiguous tensors");
+        candle_core::bail!("{op} needs contiguous tensors");
     };
     Ok(&values[start..end])
 }
@@ -72,9 +78,9 @@ impl CustomOp3 for LayerNorm {
         bias: &CpuStorage,
         bias_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x_values = f32_values(x, x_layout)?;
-        let weight = f32_values(weight, weight_layout)?;
-        let bias = f32_values(bias, bias_layout)?;
+        let x_values = contiguous_f32(x, x_layout, "layer norm")?;
+        let weight = contiguous_f32(weight, weight_layout, "layer norm")?;
+        let bias = contiguous_f32(bias, bias_layout, "layer norm")?;
         let width = weight.len();
         let mut out = vec![0f32; x_values.len()];
         for (row, out) in x_values.chunks(width).zip(out.chunks_mut(width)) {

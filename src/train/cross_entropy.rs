@@ -19,6 +19,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::model::ops::exp;
+use crate::ranking::layer_norm::contiguous_f32;
 
 /// Rows per block: 64 rows of 3,700 logits is about 1 MB, a core's L2.
 const BLOCK_ROWS: usize = 64;
@@ -71,8 +72,8 @@ impl CustomOp2 for ScoredCrossEntropy {
         products: &CpuStorage,
         products_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let queries = f32_matrix(queries, queries_layout)?;
-        let products = f32_matrix(products, products_layout)?;
+        let queries = contiguous_f32(queries, queries_layout, "scored cross-entropy")?;
+        let products = contiguous_f32(products, products_layout, "scored cross-entropy")?;
         let (rows, dim) = queries_layout.shape().dims2()?;
         let classes = products_layout.shape().dims2()?.0;
         let problem = Problem {
@@ -110,16 +111,6 @@ impl CustomOp2 for ScoredCrossEntropy {
         }
         Ok((Some((queries * grad_loss)?), Some((products * grad_loss)?)))
     }
-}
-
-fn f32_matrix<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(values) = storage else {
-        candle_core::bail!("scored cross-entropy needs f32 matrices");
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("scored cross-entropy needs contiguous matrices");
-    };
-    Ok(&values[start..end])
 }
 
 fn poisoned() -> candle_core::Error {
