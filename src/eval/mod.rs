@@ -480,11 +480,9 @@ impl StoreTraining<'_> {
         setting: Setting,
         base: &mut Option<crate::train::TrainedStore>,
     ) -> Result<StoreModel> {
-        if base.is_none() {
-            *base = Some(self.train(Setting::Multi, None, self.config.train.epochs)?);
-        }
-        let Some(base) = base.as_ref() else {
-            return Err(Error::Inference("the base store model is missing".into()));
+        let base = match base {
+            Some(base) => &*base,
+            None => &*base.insert(self.train(Setting::Multi, None, self.config.train.epochs)?),
         };
         let trained;
         let model = match setting {
