@@ -50,6 +50,11 @@ pub struct TrainConfig {
     pub id_dropout: f32,
     /// How the learning rate moves over the run.
     pub schedule: Schedule,
+    /// Steps of history every scored target has before it (fewer only at a user's start).
+    /// Windows overlap by this much and the overlap is read as context, not scored again: a
+    /// target at the start of a non-overlapping window would be learned from almost no history,
+    /// which is never what ranking gives the encoder.
+    pub min_context: usize,
 }
 
 /// The learning rate over a run of `steps` optimiser steps.
@@ -98,6 +103,7 @@ impl Default for TrainConfig {
             dropout: 0.2,
             id_dropout: 0.1,
             schedule: Schedule::Constant,
+            min_context: 0,
         }
     }
 }
@@ -140,6 +146,8 @@ pub struct TrainedStore {
 struct Window {
     inputs: Vec<u32>,
     targets: Vec<u32>,
+    /// Targets before this position are context only (scored in the next newer window).
+    scored_from: usize,
     gaps: Vec<u32>,
     elapsed: Vec<u32>,
 }
@@ -162,6 +170,15 @@ pub fn train(
         return Err(Error::invalid(
             "training options",
             "dim, max-len, ffn-multiple and batch size must be at least 1",
+        ));
+    }
+    if config.min_context >= config.max_len {
+        return Err(Error::invalid(
+            "training options",
+            format!(
+                "min-context {} must be below max-len {}",
+                config.min_context, config.max_len
+            ),
         ));
     }
     if !(config.learning_rate.is_finite() && config.learning_rate > 0.0) {
@@ -200,7 +217,12 @@ pub fn train(
     for (position, &item) in trained_items.iter().enumerate() {
         trained_index[item] = position as u32;
     }
-    let windows = make_windows(data.sequences, &trained_index, config.max_len);
+    let windows = make_windows(
+        data.sequences,
+        &trained_index,
+        config.max_len,
+        config.min_context,
+    );
     if windows.is_empty() {
         return Err(Error::invalid(
             "events",
@@ -359,11 +381,15 @@ fn initial_id_vectors(
     )?)?)
 }
 
-/// Windows of up to `max_len + 1` events, newest first per user, each event a target once.
+/// Windows of up to `max_len + 1` events, newest first per user, each event after a user's
+/// first a scored target exactly once, with at least `min_context` steps before it (fewer only
+/// near the user's start): consecutive windows overlap by `min_context` events, whose targets
+/// the older window reads as context only.
 fn make_windows(
     sequences: &[Vec<(ItemIx, i64)>],
     trained_index: &[u32],
     max_len: usize,
+    min_context: usize,
 ) -> Vec<Window> {
     let mut windows = Vec::new();
     for events in sequences {
@@ -374,6 +400,8 @@ fn make_windows(
                 Some(before) => time_bucket((events[j].1 - events[before].1) as f64) as u32,
                 None => 0,
             };
+            // Position k predicts event start + k + 1, which has k + 1 steps of context.
+            let scored_from = if start == 0 { 0 } else { min_context };
             windows.push(Window {
                 inputs: (start..end - 1)
                     .map(|j| trained_index[events[j].0])
@@ -381,12 +409,17 @@ fn make_windows(
                 targets: (start + 1..end)
                     .map(|j| trained_index[events[j].0])
                     .collect(),
+                scored_from,
                 gaps: (start..end - 1).map(step_gap).collect(),
                 elapsed: (start..end - 1)
                     .map(|j| time_bucket((events[j + 1].1 - events[j].1) as f64) as u32)
                     .collect(),
             });
-            end = start + 1;
+            if start == 0 {
+                break;
+            }
+            // The next window's newest target is the oldest one this window left unscored.
+            end = start + scored_from + 1;
         }
     }
     windows
@@ -426,9 +459,11 @@ fn batch_loss(
             input_ids[slot] = input;
             gaps[slot] = window.gaps[k];
             valid[slot] = 1.0;
-            rows.push(slot as u32);
-            targets.push(window.targets[k]);
-            elapsed.push(window.elapsed[k]);
+            if k >= window.scored_from {
+                rows.push(slot as u32);
+                targets.push(window.targets[k]);
+                elapsed.push(window.elapsed[k]);
+            }
         }
     }
     let ids = Tensor::from_slice(&input_ids, b * l, device)?;
@@ -744,19 +779,37 @@ mod tests {
     }
 
     #[test]
-    fn windows_make_every_event_after_the_first_a_target_once() {
-        let trained_index: Vec<u32> = (0..10).collect();
-        let events: Vec<(usize, i64)> = (0..9).map(|i| (i, 60 * i as i64)).collect();
-        let windows = make_windows(&[events], &trained_index, 3);
-        let mut targets: Vec<u32> = windows.iter().flat_map(|w| w.targets.clone()).collect();
-        targets.sort();
-        assert_eq!(targets, (1..9).collect::<Vec<u32>>());
-        for window in &windows {
-            assert!(window.inputs.len() <= 3 && window.inputs.len() == window.targets.len());
-            // Each input is followed by its target in the user's order.
-            for (input, target) in window.inputs.iter().zip(&window.targets) {
-                assert_eq!(input + 1, *target);
+    fn windows_make_every_event_after_the_first_a_scored_target_once() {
+        let trained_index: Vec<u32> = (0..20).collect();
+        let events: Vec<(usize, i64)> = (0..19).map(|i| (i, 60 * i as i64)).collect();
+        for min_context in [0, 1, 2] {
+            let windows = make_windows(
+                std::slice::from_ref(&events),
+                &trained_index,
+                4,
+                min_context,
+            );
+            let mut scored: Vec<u32> = Vec::new();
+            for window in &windows {
+                assert!(window.inputs.len() <= 4 && window.inputs.len() == window.targets.len());
+                // Each input is followed by its target in the user's order.
+                for (input, target) in window.inputs.iter().zip(&window.targets) {
+                    assert_eq!(input + 1, *target);
+                }
+                for (k, &target) in window.targets.iter().enumerate().skip(window.scored_from) {
+                    // Event `target` has `target` events before it; within the window, k + 1.
+                    assert!(k + 1 >= min_context || k + 1 == target as usize);
+                    scored.push(target);
+                }
             }
+            scored.sort();
+            assert_eq!(
+                scored,
+                (1..19).collect::<Vec<u32>>(),
+                "min_context {min_context}"
+            );
         }
+        let overlapping = make_windows(&[events], &trained_index, 4, 2);
+        assert!(overlapping.iter().any(|w| w.scored_from == 2));
     }
 }

@@ -118,6 +118,9 @@ enum Command {
         /// Share of products whose ID vector is dropped in each training batch.
         #[arg(long, default_value_t = TrainConfig::default().id_dropout)]
         train_id_dropout: f32,
+        /// Steps of history every training target has before it (windows overlap by this much).
+        #[arg(long, default_value_t = TrainConfig::default().min_context)]
+        train_min_context: usize,
         /// Run only this setting (repeat for both, the default): one alone halves the time of
         /// a tuning run.
         #[arg(long = "setting", value_enum)]
@@ -167,6 +170,10 @@ enum Command {
         /// projection alone learns to rank (what a product without events gets).
         #[arg(long, default_value_t = TrainConfig::default().id_dropout)]
         id_dropout: f32,
+        /// Steps of history every target has before it, except near a shopper's first event:
+        /// consecutive windows overlap by this much, read as context only (below --max-len).
+        #[arg(long, default_value_t = TrainConfig::default().min_context)]
+        min_context: usize,
         /// The MiniLM model whose text vectors the encoder reads (the one the page loads).
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: PathBuf,
@@ -236,6 +243,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             train_lr_schedule,
             train_lr,
             train_id_dropout,
+            train_min_context,
             settings,
             validation,
             cold_items,
@@ -271,6 +279,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                         schedule: train_lr_schedule,
                         learning_rate: train_lr,
                         id_dropout: train_id_dropout,
+                        min_context: train_min_context,
                         seed,
                         ..TrainConfig::default()
                     },
@@ -297,6 +306,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             lr_schedule,
             lr,
             id_dropout,
+            min_context,
             model,
         } => {
             let config = TrainConfig {
@@ -309,6 +319,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 schedule: lr_schedule,
                 learning_rate: lr,
                 id_dropout,
+                min_context,
                 ..TrainConfig::default()
             };
             train(&items, &events, &out, &model, &config)
