@@ -178,7 +178,11 @@ impl Report {
             };
             let _ = write!(out, "| {ranker} |");
             for (metric, _) in columns {
-                let value = means.get(metric).copied().unwrap_or(f64::NAN) * 100.0;
+                // P/R/F1 come from the multi-target setting, absent when only the single ran.
+                let Some(value) = means.get(metric).map(|v| v * 100.0) else {
+                    out.push_str(" – |");
+                    continue;
+                };
                 if metric == "ndcg@10" {
                     let [low, high] = self.intervals[ranker][metric];
                     let _ = write!(
