@@ -73,6 +73,12 @@ export interface CreateOptions {
   embedWorkerUrl?: string | URL;
   /** This package's localrank_bg.wasm, if not served beside localrank.js. */
   wasmUrl?: string | URL;
+  /**
+   * Default true. With false, `create()` resolves once the saved history and the vectors this
+   * device kept are read, before the model has loaded: a returning shopper's first row is
+   * ranked from them at once; rankings that need a text embedded wait for `modelReady`.
+   */
+  waitForModel?: boolean;
   onProgress?: (event: ProgressEvent) => void;
   /** Something went wrong that did not stop localrank (a product left out, a cache refused). */
   onWarning?: (message: string) => void;
@@ -89,6 +95,8 @@ export interface Info {
   restoredVectors: number;
   /** Workers asked for (the main worker and its helpers). */
   workers: number;
+  /** Whether the model was attached when `create()` resolved (false only with `waitForModel: false`). */
+  modelLoaded: boolean;
 }
 
 export interface StoredData {
@@ -116,6 +124,8 @@ export declare class LocalRank {
   static serverOrder(candidates: unknown[], options?: { limit?: number }): Ranked[];
 
   readonly info: Info;
+  /** Settles when the model is attached: the store encoder in use (or null). Rejects with the model's failure. */
+  readonly modelReady: Promise<{ encoder: { sha256: string; dim: number } | null }>;
 
   /** `now`: the server's order at once; `personalised`: the re-ranked order when ready. */
   rerankProgressively(candidates: unknown[], options?: RankOptions): { now: Ranked[]; personalised: Promise<Ranked[]> };

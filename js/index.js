@@ -70,9 +70,15 @@ export class LocalRank {
    * workers: how many workers embed (default: one per core, at most 4); workerUrl,
    * embedWorkerUrl, wasmUrl: where this package's worker.js, embed-worker.js and
    * localrank_bg.wasm are, if not beside this module.
-   * Rejects with a LocalRankError (ModelFetch, ModelChecksum, ModelFormat, WorkerFailed, ...).
+   * waitForModel (default true): with false, create() resolves as soon as the saved history
+   * and the vectors this device kept are read (the model still loading: `info.modelLoaded` is
+   * false), so a returning shopper's first row is ranked from them at once; `modelReady`
+   * settles when the model is attached, and a ranking that needs a text embedded waits for it.
+   * Rejects with a LocalRankError (ModelFetch, ModelChecksum, ModelFormat, WorkerFailed, ...);
+   * with waitForModel false, a model failure rejects `modelReady` instead (and every later call
+   * that needs the model).
    */
-  static async create({ modelUrl, manifestUrl, workerUrl, embedWorkerUrl, wasmUrl, encoderUrl, encoderManifestUrl, workers, onProgress, onWarning } = {}) {
+  static async create({ modelUrl, manifestUrl, workerUrl, embedWorkerUrl, wasmUrl, encoderUrl, encoderManifestUrl, workers, waitForModel = true, onProgress, onWarning } = {}) {
     if (!modelUrl) throw new LocalRankError("InvalidRecord", "LocalRank.create needs a modelUrl", { field: "modelUrl" });
     const absolute = (url) => url && new URL(url, location.href).href;
     modelUrl = absolute(modelUrl);
@@ -83,11 +89,13 @@ export class LocalRank {
     const worker = workerUrl ? new Worker(workerUrl, { type: "module", name: "localrank" }) : new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "localrank" });
     const rec = new LocalRank(worker, { onProgress, onWarning });
     try {
-      rec.info = await rec.#call("init", { modelUrl, manifestUrl, wasmUrl: absolute(wasmUrl), embedWorkerUrl: absolute(embedWorkerUrl), encoderUrl: absolute(encoderUrl), encoderManifestUrl: absolute(encoderManifestUrl), workers });
+      rec.info = await rec.#call("init", { modelUrl, manifestUrl, wasmUrl: absolute(wasmUrl), embedWorkerUrl: absolute(embedWorkerUrl), encoderUrl: absolute(encoderUrl), encoderManifestUrl: absolute(encoderManifestUrl), workers, waitForModel: waitForModel !== false });
     } catch (error) {
       rec.terminate();
       throw error;
     }
+    rec.modelReady = rec.info.modelLoaded ? Promise.resolve({ encoder: rec.info.encoder }) : rec.#call("modelReady");
+    rec.modelReady.catch(() => {}); // the page's to handle (a ranking that needs the model rejects too)
     return rec;
   }
 
@@ -141,6 +149,13 @@ export class LocalRank {
   rerankProgressively(candidates, options) {
     return { now: LocalRank.serverOrder(candidates, options), personalised: this.rerank(candidates, options) };
   }
+
+  /**
+   * Settles when the model is attached ({ encoder }: the store encoder in use, or null); at
+   * once unless created with `waitForModel: false`. Rejects with the model's failure.
+   * @type {Promise<{ encoder: { sha256: string, dim: number } | null }>}
+   */
+  modelReady;
 
   /** The model's vectors of `texts`: a Float32Array of texts.length rows, each L2-normalised. */
   embed(texts) { return this.#call("embed", texts); }

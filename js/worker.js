@@ -16,6 +16,13 @@ const MODEL_CACHE = "localrank-models";
 
 let recommender = null;
 let modelId = "";
+/**
+ * Settles when the model is attached: at once unless `init` was asked not to wait for it
+ * (`waitForModel: false`), when ranking starts from the vectors saved on this device and the
+ * model is attached when it arrives. Rejects with the model's failure; anything that needs a
+ * text embedded waits on it. Resolves to `{ encoder }` (the store encoder's info, or null).
+ */
+let modelLoaded = Promise.resolve({ encoder: null });
 /** The helper workers (null with `workers: 1`, and until started). */
 let pool = null;
 /** The pool to start: `{ helpers, bytes, urls }`, until it is started. */
@@ -258,6 +265,7 @@ function syncHistoryVectors() {
   vectorSync = vectorSync.then(async () => {
     if (!recommender || !storedKeys) return;
     try {
+      await modelLoaded;
       const texts = recommender.historyTexts();
       const keys = await Promise.all(texts.map(vectorKey));
       const missing = texts.filter((_, i) => !storedKeys.has(keys[i]));
@@ -277,10 +285,9 @@ function syncHistoryVectors() {
 // looked up, so a warm re-rank never waits on storage.
 const PRODUCT_VECTOR_CAP = 2000;
 
-// Puts the saved vectors of `candidates`' uncached texts into the recommender; returns the texts
-// that were not saved (ranking embeds them; they are saved after it).
-async function restoreProductVectors(candidates) {
-  const texts = recommender.uncachedTexts(candidates);
+// Puts the saved vectors of `texts` (those not in memory) into the recommender; returns the
+// texts that were not saved (ranking embeds them; they are saved after it).
+async function restoreSavedTexts(texts) {
   if (!texts.length) return [];
   try {
     const keys = await Promise.all(texts.map(vectorKey));
@@ -298,6 +305,7 @@ function keepProductVectors(texts) {
   if (!texts.length) return;
   vectorSync = vectorSync.then(async () => {
     try {
+      await modelLoaded;
       await saveProductVectors(await keyedVectors(texts), PRODUCT_VECTOR_CAP);
     } catch (error) {
       console.warn(`localrank: product vectors were not kept on this device (${error && error.name}); they will be computed again`);
@@ -308,57 +316,105 @@ function keepProductVectors(texts) {
 // The store's sequence encoder: fetched with progress and checked against the checksum in its
 // train.json, cached like the model. Any failure (missing, corrupt, made for another model) is a
 // warning and ranking stays text-only: the store's encoder improves ranking, it never blocks it.
-async function loadEncoder(encoderUrl, encoderManifestUrl) {
+const encoderUnusable = (error) => post({ type: "warning", message: `the store's ranking model could not be used (${error.message}); ranking by product text only` });
+
+// The encoder file's bytes and checksum, or null (warned).
+async function fetchEncoder(encoderUrl, encoderManifestUrl) {
   try {
     const response = await fetchFile(encoderManifestUrl, "store encoder summary", { cache: "no-cache" });
     const summary = await response.json();
     const entry = { modelId: summary.text_model_id, sha256: summary.encoder_sha256, bytes: summary.encoder_bytes };
     if (typeof entry.sha256 !== "string") throw new Error(`${encoderManifestUrl} has no encoder_sha256`);
-    const bytes = await loadModelBytes(encoderUrl, entry, "store encoder", "encoder");
-    progress("encoder", "compile");
-    recommender.setEncoder(bytes);
-    progress("encoder", "ready");
-    return { sha256: entry.sha256, dim: recommender.encoderDim };
+    return { bytes: await loadModelBytes(encoderUrl, entry, "store encoder", "encoder"), sha256: entry.sha256 };
   } catch (error) {
-    post({ type: "warning", message: `the store's ranking model could not be used (${error.message}); ranking by product text only` });
+    encoderUnusable(error);
     return null;
   }
 }
 
+// Gives the recommender the encoder: its info, or null (warned), or "later" when it cannot be
+// checked yet (no model, and the probe sentence's vector not saved on this device). The check
+// embeds the probe sentence; its vector is kept, so the next visit can check before the model.
+async function useEncoder({ bytes, sha256 }) {
+  const unsaved = await restoreSavedTexts(recommender.uncachedOf([Recommender.probeText()]));
+  progress("encoder", "compile");
+  try {
+    recommender.setEncoder(bytes);
+  } catch (error) {
+    if (error.name === "NotReady") return "later";
+    encoderUnusable(error);
+    return null;
+  }
+  progress("encoder", "ready");
+  keepProductVectors(unsaved);
+  return { sha256, dim: recommender.encoderDim };
+}
+
 const methods = {
-  async init({ modelUrl, manifestUrl, wasmUrl, embedWorkerUrl, encoderUrl, encoderManifestUrl, workers }) {
+  async init({ modelUrl, manifestUrl, wasmUrl, embedWorkerUrl, encoderUrl, encoderManifestUrl, workers, waitForModel = true }) {
     // The wasm is fetched and compiled while the model is read and checked: neither waits.
     const wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined);
     wasmReady.catch(() => {}); // awaited below; a model failure first must not leave it unhandled
     const entry = await manifestEntry(manifestUrl, modelUrl);
-    const bytes = await loadModelBytes(modelUrl, entry);
-    progress("model", "compile");
-    try {
-      ({ memory: wasmMemory } = await wasmReady);
-    } catch (error) {
-      throw new LocalRankError("ModelFetch", `the localrank wasm file could not be loaded (${error.message})`, { cause: error });
-    }
-    recommender = new Recommender(bytes);
     modelId = `${entry.modelId}@${entry.sha256}`;
-    // The helpers start later, in the background (POOL_START_DELAY_MS); ranking uses those that
-    // are ready.
-    if (workers > 1) {
-      poolPlan = { helpers: workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl } };
-      setTimeout(startPool, POOL_START_DELAY_MS);
+    const modelBytes = loadModelBytes(modelUrl, entry);
+    modelBytes.catch(() => {}); // awaited below
+    const startWasm = async () => {
+      try {
+        ({ memory: wasmMemory } = await wasmReady);
+      } catch (error) {
+        throw new LocalRankError("ModelFetch", `the localrank wasm file could not be loaded (${error.message})`, { cause: error });
+      }
+    };
+    // Reads the model and gives it to `use`; the helpers start later, in the background
+    // (POOL_START_DELAY_MS); ranking uses those that are ready.
+    const attachModel = async (use) => {
+      const bytes = await modelBytes;
+      progress("model", "compile");
+      await startWasm();
+      use(bytes);
+      if (workers > 1) {
+        poolPlan = { helpers: workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl } };
+        setTimeout(startPool, POOL_START_DELAY_MS);
+      }
+      progress("model", "ready");
+    };
+    let restoredVectors = 0;
+    const answer = (encoder, modelAttached) => ({ modelId: entry.modelId, sha256: entry.sha256, encoder, events: recommender.history().length, restoredVectors, workers: workers > 1 ? workers : 1, modelLoaded: modelAttached });
+    if (waitForModel) {
+      await attachModel((bytes) => (recommender = new Recommender(bytes)));
+      const fetched = encoderUrl && (await fetchEncoder(encoderUrl, encoderManifestUrl));
+      const encoder = fetched ? await useEncoder(fetched) : null;
+      modelLoaded = Promise.resolve({ encoder });
+      await restoreHistory();
+      restoredVectors = await restoreVectors();
+      return answer(encoder, true);
     }
-    progress("model", "ready");
-    const encoder = encoderUrl ? await loadEncoder(encoderUrl, encoderManifestUrl) : null;
+    // Ranking from what this device saved, before the model: the history, its vectors, the
+    // encoder (checked with the saved vector of its probe sentence).
+    await startWasm();
+    recommender = Recommender.withoutModel(`${entry.modelId}@${entry.dtype}`);
     await restoreHistory();
-    const restoredVectors = await restoreVectors();
-    return { modelId: entry.modelId, sha256: entry.sha256, encoder, events: recommender.history().length, restoredVectors, workers: workers > 1 ? workers : 1 };
+    restoredVectors = await restoreVectors();
+    const fetched = encoderUrl && (await fetchEncoder(encoderUrl, encoderManifestUrl));
+    const encoder = fetched ? await useEncoder(fetched) : null;
+    modelLoaded = attachModel((bytes) => recommender.attachModel(bytes)).then(async () => ({ encoder: encoder === "later" ? await useEncoder(fetched) : encoder }));
+    modelLoaded.catch(() => {}); // awaited by what needs the model
+    return answer(encoder === "later" ? null : encoder, false);
+  },
+  // Settles when the model is attached: { encoder } (null, or the store encoder's info).
+  modelReady() {
+    return modelLoaded;
   },
   // The model's vectors of `texts` (row-major Float32Array), from the cache or embedded now.
   async embed(texts) {
+    await modelLoaded;
     await embedIntoCache(texts);
     return recommender.textVectors(texts);
   },
   // Resolves when every helper worker has started or given up: how many are working.
   async poolReady() {
+    await modelLoaded;
     startPool();
     return 1 + (pool ? await pool.settled() : 0);
   },
@@ -376,7 +432,20 @@ const methods = {
   // Lenient: what cannot be ranked is left out and named in `dropped`, the rest is ranked.
   async rerank(candidates, options) {
     // The texts neither in memory nor on disk: embedded here (across the pool), saved after.
-    const unsaved = await restoreProductVectors(candidates);
+    const unsaved = await restoreSavedTexts(recommender.uncachedTexts(candidates, options));
+    if (!recommender.hasModel) {
+      // Everything may have been saved on this device: then rank now, without the model. A
+      // text with no saved vector (a review's reading, a history item whose vector was not
+      // kept yet) throws NotReady, and the ranking waits for the model.
+      if (!unsaved.length) {
+        try {
+          return recommender.rerankAdmitting(candidates, options);
+        } catch (error) {
+          if (error.name !== "NotReady") throw error;
+        }
+      }
+      await modelLoaded;
+    }
     await embedIntoCache(unsaved);
     const result = recommender.rerankAdmitting(candidates, options);
     keepProductVectors(unsaved);

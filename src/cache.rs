@@ -1,5 +1,6 @@
-//! A bounded embedding cache keyed by model and text, so no product is embedded twice while it
-//! stays in use (history items reappear as candidates; pages re-rank the same products).
+//! A bounded embedding cache keyed by text, so no product is embedded twice while it stays in use
+//! (history items reappear as candidates; pages re-rank the same products). One cache holds one
+//! model's vectors: its owner (`Recommender`) never changes model.
 //! Least-recently-used entries go first (the `lru` crate: small, well kept, no unsafe API to us).
 
 use std::collections::HashMap;
@@ -9,21 +10,14 @@ use std::sync::Arc;
 use lru::LruCache;
 
 use crate::error::Result;
-use crate::model::Embedder;
 
 /// Default capacity: 4096 vectors of 384 floats is about 6 MB.
 pub const DEFAULT_CAPACITY: usize = 4096;
 
 pub type Vector = Arc<[f32]>;
 
-#[derive(Hash, PartialEq, Eq)]
-struct Key {
-    model: String,
-    text: String,
-}
-
 pub struct EmbeddingCache {
-    entries: LruCache<Key, Vector>,
+    entries: LruCache<String, Vector>,
     hits: u64,
     misses: u64,
 }
@@ -38,38 +32,34 @@ impl EmbeddingCache {
         }
     }
 
-    /// Vectors for `texts` in order, embedding only the ones not cached (each distinct text once,
-    /// all misses in one batch).
-    pub fn embed(&mut self, embedder: &Embedder, texts: &[String]) -> Result<Vec<Vector>> {
-        let model = cache_model_key(embedder);
+    /// Vectors for `texts` in order; the ones not cached (each distinct text once, all in one
+    /// batch) come from `embed_missing`, which is not called when every text is cached.
+    pub fn embed(
+        &mut self,
+        texts: &[String],
+        embed_missing: impl FnOnce(&[String]) -> Result<Vec<Vector>>,
+    ) -> Result<Vec<Vector>> {
         let mut found: Vec<Option<Vector>> = Vec::with_capacity(texts.len());
         // Each distinct missing text once, with its row in the batch.
         let mut missing: Vec<String> = Vec::new();
         let mut missing_row: HashMap<&str, usize> = HashMap::new();
         for text in texts {
-            let key = Key {
-                model: model.clone(),
-                text: text.clone(),
-            };
-            let hit = self.entries.get(&key).cloned();
+            let hit = self.entries.get(text).cloned();
             if hit.is_none() && !missing_row.contains_key(text.as_str()) {
                 missing_row.insert(text, missing.len());
                 missing.push(text.clone());
             }
             found.push(hit);
         }
+        let fresh = if missing.is_empty() {
+            Vec::new()
+        } else {
+            embed_missing(&missing)?
+        };
         self.hits += found.iter().filter(|v| v.is_some()).count() as u64;
         self.misses += missing.len() as u64;
-        let fresh = embedder.embed(&missing)?;
-        let fresh: Vec<Vector> = fresh.rows().map(Vector::from).collect();
         for (text, vector) in missing.iter().zip(&fresh) {
-            self.entries.put(
-                Key {
-                    model: model.clone(),
-                    text: text.clone(),
-                },
-                vector.clone(),
-            );
+            self.entries.put(text.clone(), vector.clone());
         }
         Ok(texts
             .iter()
@@ -79,22 +69,23 @@ impl EmbeddingCache {
     }
 
     /// Whether `text`'s vector is cached (without counting a hit or refreshing its place).
-    pub fn contains(&self, embedder: &Embedder, text: &str) -> bool {
-        self.entries.contains(&Key {
-            model: cache_model_key(embedder),
-            text: text.to_string(),
-        })
+    pub fn contains(&self, text: &str) -> bool {
+        self.entries.contains(text)
+    }
+
+    /// `text`'s vector if cached (without counting a hit or refreshing its place).
+    pub fn peek(&self, text: &str) -> Option<&Vector> {
+        self.entries.peek(text)
     }
 
     /// Adds vectors computed elsewhere (e.g. a whole catalog embedded in one pass).
-    pub fn insert(&mut self, embedder: &Embedder, text: String, vector: Vector) {
-        self.entries.put(
-            Key {
-                model: cache_model_key(embedder),
-                text,
-            },
-            vector,
-        );
+    pub fn insert(&mut self, text: String, vector: Vector) {
+        self.entries.put(text, vector);
+    }
+
+    /// The width of the cached vectors (`None` when empty).
+    pub fn width(&self) -> Option<usize> {
+        self.entries.peek_lru().map(|(_, v)| v.len())
     }
 
     /// Grows the cache to hold at least `capacity` vectors (never shrinks it).
@@ -123,8 +114,4 @@ impl EmbeddingCache {
     pub fn stats(&self) -> (u64, u64) {
         (self.hits, self.misses)
     }
-}
-
-fn cache_model_key(embedder: &Embedder) -> String {
-    format!("{}@{}", embedder.model_id(), embedder.weight_dtype())
 }

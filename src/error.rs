@@ -27,6 +27,13 @@ pub enum Error {
     #[error("inference failed: {0}")]
     Inference(String),
 
+    /// Texts need embedding before the language model has arrived (a recommender started from
+    /// saved vectors, `Recommender::without_model`): retry once the model is attached.
+    #[error(
+        "the language model has not loaded yet and {0} text(s) have no saved vector: try again once it has"
+    )]
+    ModelNotLoaded(usize),
+
     /// Saved state (exported history) that cannot be read back.
     #[error("saved state: {0}")]
     State(String),
@@ -60,7 +67,7 @@ impl Error {
 
     /// A stable name for the kind of failure, for code that reacts to it (the browser client's
     /// `LocalRankError.name`): `ModelFormat`, `EncoderFormat`, `InvalidRecord`, `Tokenizer`,
-    /// `Inference`, `SavedState`, `Io`. Messages may change; names do not.
+    /// `Inference`, `NotReady`, `SavedState`, `Io`. Messages may change; names do not.
     pub fn name(&self) -> &'static str {
         match self {
             Error::Model(_) => "ModelFormat",
@@ -68,6 +75,7 @@ impl Error {
             Error::InvalidInput { .. } => "InvalidRecord",
             Error::Tokenizer(_) => "Tokenizer",
             Error::Inference(_) => "Inference",
+            Error::ModelNotLoaded(_) => "NotReady",
             Error::State(_) => "SavedState",
             Error::Io { .. } => "Io",
         }

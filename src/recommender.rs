@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{EmbeddingCache, Vector, DEFAULT_CAPACITY};
 use crate::error::{Error, Result};
+use crate::model::gguf::PROBE_TEXT;
 use crate::model::Embedder;
 use crate::ranking::profile::{
     age_weight, kind_weight, lean_toward_context, normalise, Profile, ProfileEntry,
@@ -16,7 +17,7 @@ use crate::ranking::rerank::{rerank, CandidateInput};
 use crate::ranking::sentiment;
 use crate::ranking::sequence::{kind_index, SequenceEncoder, Step};
 use crate::records::{
-    keep_newest, validate_candidates, Candidate, Event, EventKind, Options, Ranked,
+    keep_newest, validate_candidates, Candidate, Context, Event, EventKind, Options, Ranked,
 };
 
 /// The history keeps at most this many events; recording more drops the oldest. Ranking reads
@@ -28,12 +29,21 @@ pub const MAX_HISTORY_EVENTS: usize = 1000;
 pub const STATE_VERSION: u32 = 1;
 
 pub struct Recommender {
-    embedder: Embedder,
+    /// The language model; `None` until attached when started from saved vectors.
+    embedder: Option<Embedder>,
+    /// `model_id@dtype` of the language model whose vectors the cache holds.
+    model_key: String,
     history: Vec<Event>,
     cache: EmbeddingCache,
     options: Options,
     /// The store's trained sequence encoder, when the page gave one.
     encoder: Option<SequenceEncoder>,
+}
+
+/// The key of `embedder`'s vectors: its model id and weight dtype, so that two models' vectors
+/// never mix.
+fn model_key(embedder: &Embedder) -> String {
+    format!("{}@{}", embedder.model_id(), embedder.weight_dtype())
 }
 
 /// What `export_state` writes: plain JSON, so the shopper's copy is readable.
@@ -53,10 +63,21 @@ pub struct ImportReport {
 
 impl Recommender {
     pub fn new(embedder: Embedder, options: Option<Options>) -> Result<Self> {
+        let mut recommender = Self::without_model(&model_key(&embedder), options)?;
+        recommender.embedder = Some(embedder);
+        Ok(recommender)
+    }
+
+    /// A recommender that ranks from saved vectors (`insert_vectors`) before the language model
+    /// `model_key` (`model_id@dtype`) has loaded, so a returning shopper's first row does not wait
+    /// on it. Until `attach_model`, anything that needs a text embedded fails with
+    /// `ModelNotLoaded` (the `NotReady` name) and changes nothing.
+    pub fn without_model(model_key: &str, options: Option<Options>) -> Result<Self> {
         let options = options.unwrap_or_default();
         options.validate()?;
         Ok(Recommender {
-            embedder,
+            embedder: None,
+            model_key: model_key.to_string(),
             history: Vec::new(),
             cache: EmbeddingCache::new(DEFAULT_CAPACITY),
             options,
@@ -64,12 +85,47 @@ impl Recommender {
         })
     }
 
+    /// Gives a recommender started `without_model` its model. It must be the model it was
+    /// started for (another one's vectors are in the cache); a second model is refused.
+    pub fn attach_model(&mut self, embedder: Embedder) -> Result<()> {
+        if self.embedder.is_some() {
+            return Err(Error::model(
+                "this recommender already has its language model",
+            ));
+        }
+        let key = model_key(&embedder);
+        if key != self.model_key {
+            return Err(Error::model(format!(
+                "the file is {key}, but this recommender was started for {}",
+                self.model_key
+            )));
+        }
+        // Saved vectors of another width were never this model's: drop them all.
+        if self
+            .cache
+            .width()
+            .is_some_and(|width| width != embedder.dim())
+        {
+            self.cache.clear();
+        }
+        self.embedder = Some(embedder);
+        Ok(())
+    }
+
+    /// Whether the language model is there (always, unless started `without_model`).
+    pub fn has_model(&self) -> bool {
+        self.embedder.is_some()
+    }
+
     /// Uses the store's sequence encoder (the bytes of a `localrank train` file) from the next
     /// ranking on. A file that is corrupt, or trained on another language model, is refused with
     /// the reason, and ranking stays as it was (text only, or the encoder loaded before).
+    /// Checking it needs the language model's vector of the probe sentence: before the model
+    /// has loaded, a saved one (`insert_vectors` of `PROBE_TEXT`), else `ModelNotLoaded`.
     pub fn set_encoder(&mut self, bytes: &[u8]) -> Result<()> {
         let encoder = SequenceEncoder::from_bytes(bytes)?;
-        encoder.check_text_model(&self.embedder.probe_vector()?)?;
+        let probe = self.vectors_of(&[PROBE_TEXT.to_string()])?;
+        encoder.check_text_model(&probe[0])?;
         self.encoder = Some(encoder);
         Ok(())
     }
@@ -86,11 +142,12 @@ impl Recommender {
     /// The (cached) MiniLM vectors of products' texts, embedding what is not cached.
     pub fn text_vectors(&mut self, candidates: &[Candidate]) -> Result<Vec<Vector>> {
         let texts: Vec<String> = candidates.iter().map(Candidate::embedding_text).collect();
-        self.cache.embed(&self.embedder, &texts)
+        self.vectors_of(&texts)
     }
 
-    pub fn embedder(&self) -> &Embedder {
-        &self.embedder
+    /// The language model, or `ModelNotLoaded` before it is attached.
+    pub fn embedder(&self) -> Result<&Embedder> {
+        self.embedder.as_ref().ok_or(Error::ModelNotLoaded(0))
     }
 
     pub fn options(&self) -> &Options {
@@ -114,10 +171,10 @@ impl Recommender {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<()> {
         let texts: Vec<String> = candidates.iter().map(Candidate::embedding_text).collect();
+        let vectors = self.embedder()?.embed_with_progress(&texts, progress)?;
         self.cache.reserve(texts.len() + DEFAULT_CAPACITY);
-        let vectors = self.embedder.embed_with_progress(&texts, progress)?;
         for (text, vector) in texts.into_iter().zip(vectors.rows()) {
-            self.cache.insert(&self.embedder, text, vector.into());
+            self.cache.insert(text, vector.into());
         }
         Ok(())
     }
@@ -152,10 +209,19 @@ impl Recommender {
         texts
     }
 
-    /// The texts the model reads for `candidates` that are not cached (each once, in order): what
-    /// a page may find in its own saved copy before ranking, so only new products are embedded.
-    pub fn uncached_texts(&self, candidates: &[Candidate]) -> Vec<String> {
-        let texts: Vec<String> = candidates.iter().map(Candidate::embedding_text).collect();
+    /// The texts the model reads for `candidates` (and the page's `context`, if any) that are not
+    /// cached (each once, in order): what a page may find in its own saved copy before ranking,
+    /// so only new products are embedded.
+    pub fn uncached_texts(
+        &self,
+        candidates: &[Candidate],
+        context: Option<&Context>,
+    ) -> Vec<String> {
+        let texts: Vec<String> = candidates
+            .iter()
+            .map(Candidate::embedding_text)
+            .chain(context.map(Context::texts).unwrap_or_default())
+            .collect();
         self.uncached_of(&texts)
     }
 
@@ -164,22 +230,35 @@ impl Recommender {
         let mut seen = std::collections::HashSet::new();
         texts
             .iter()
-            .filter(|text| !self.cache.contains(&self.embedder, text) && seen.insert(*text))
+            .filter(|text| !self.cache.contains(text) && seen.insert(*text))
             .cloned()
             .collect()
     }
 
-    /// The vectors of `texts`, from the cache or embedded now (and then cached).
+    /// The vectors of `texts`, from the cache or embedded now (and then cached). Before the
+    /// model is attached, only cached texts can be answered (else `ModelNotLoaded`).
     pub fn vectors_of(&mut self, texts: &[String]) -> Result<Vec<Vector>> {
-        self.cache.embed(&self.embedder, texts)
+        let embedder = self.embedder.as_ref();
+        self.cache.embed(texts, |missing| match embedder {
+            Some(embedder) => Ok(embedder.embed(missing)?.rows().map(Vector::from).collect()),
+            None => Err(Error::ModelNotLoaded(missing.len())),
+        })
     }
 
     /// Puts vectors computed before (a page's saved copy of `vectors_of`) into the cache:
     /// `vectors` is `texts.len()` rows of the model's width, row-major. Checked before anything
     /// is kept: a wrong length or a non-finite number is an error naming the row.
     pub fn insert_vectors(&mut self, texts: &[String], vectors: &[f32]) -> Result<()> {
-        let dim = self.embedder.dim();
-        if vectors.len() != texts.len() * dim {
+        if texts.is_empty() && vectors.is_empty() {
+            return Ok(());
+        }
+        // Before the model is there, the first vectors kept set the width the rest must have.
+        let dim = match (&self.embedder, self.cache.width()) {
+            (Some(embedder), _) => embedder.dim(),
+            (None, Some(width)) => width,
+            (None, None) => vectors.len() / texts.len().max(1),
+        };
+        if dim == 0 || vectors.len() != texts.len() * dim {
             return Err(Error::invalid(
                 "vectors",
                 format!(
@@ -199,7 +278,7 @@ impl Recommender {
         }
         self.cache.reserve(texts.len() + DEFAULT_CAPACITY);
         for (text, row) in texts.iter().zip(rows) {
-            self.cache.insert(&self.embedder, text.clone(), row.into());
+            self.cache.insert(text.clone(), row.into());
         }
         Ok(())
     }
@@ -302,7 +381,7 @@ impl Recommender {
                     .map(|(e, &s)| event_text(e, s)),
             )
             .collect();
-        let vectors = self.cache.embed(&self.embedder, &texts)?;
+        let vectors = self.vectors_of(&texts)?;
         let (candidate_vectors, history_vectors) = vectors.split_at(candidates.len());
         let mut entries: Vec<ProfileEntry> = history
             .iter()
@@ -313,7 +392,7 @@ impl Recommender {
             })
             .collect();
         if let Some(context) = &options.context {
-            let context_vectors = self.cache.embed(&self.embedder, &context.texts())?;
+            let context_vectors = self.vectors_of(&context.texts())?;
             lean_toward_context(&mut entries, &context_vectors);
         }
         let profile = Profile::build(entries);
@@ -366,7 +445,7 @@ impl Recommender {
                 .chain(sentiment::NEGATIVE_ANCHORS)
                 .map(|a| a.to_string());
             let texts: Vec<String> = anchors.chain(unrated).collect();
-            let vectors = self.cache.embed(&self.embedder, &texts)?;
+            let vectors = self.vectors_of(&texts)?;
             let (anchors, reviews) = vectors
                 .split_at(sentiment::POSITIVE_ANCHORS.len() + sentiment::NEGATIVE_ANCHORS.len());
             let (positive, negative) = anchors.split_at(sentiment::POSITIVE_ANCHORS.len());

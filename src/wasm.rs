@@ -240,6 +240,39 @@ impl JsRecommender {
         Ok(JsRecommender { inner })
     }
 
+    /// A recommender that ranks from saved vectors (`insertVectors`) before the model file has
+    /// arrived: `modelKey` is `"<model id>@<dtype>"` of the model that will be attached
+    /// (`attachModel`). Until then, a call that needs a text embedded throws `NotReady`.
+    #[wasm_bindgen(js_name = withoutModel)]
+    pub fn without_model(
+        #[wasm_bindgen(js_name = modelKey)] model_key: &str,
+        #[wasm_bindgen(unchecked_param_type = "RankOptions | undefined")] options: JsValue,
+    ) -> JsResult<JsRecommender> {
+        let options = optional_record(options, "options")?;
+        let inner = crate::Recommender::without_model(model_key, options).map_err(js_error)?;
+        Ok(JsRecommender { inner })
+    }
+
+    /// Attaches the model a `withoutModel` recommender was started for (its file's bytes).
+    #[wasm_bindgen(js_name = attachModel)]
+    pub fn attach_model(&mut self, model_bytes: &[u8]) -> JsResult<()> {
+        let embedder = crate::Embedder::from_bytes(model_bytes).map_err(js_error)?;
+        self.inner.attach_model(embedder).map_err(js_error)
+    }
+
+    /// Whether the model is attached (always, unless made `withoutModel`).
+    #[wasm_bindgen(getter, js_name = hasModel)]
+    pub fn has_model(&self) -> bool {
+        self.inner.has_model()
+    }
+
+    /// The sentence whose vector checks a store encoder against the model: a page that keeps
+    /// its vector can attach the encoder before the model has loaded.
+    #[wasm_bindgen(js_name = probeText)]
+    pub fn probe_text() -> String {
+        crate::model::gguf::PROBE_TEXT.to_string()
+    }
+
     /// Uses the store's sequence encoder (the bytes of `localrank train`'s encoder.gguf) from
     /// the next ranking on. A corrupt file, or one trained on another language model, throws
     /// with the reason and ranking stays text-only: the page should warn and carry on.
@@ -336,18 +369,22 @@ impl JsRecommender {
         self.inner.history_texts()
     }
 
-    /// The texts the model reads for `candidates` that are not in the cache (each once; records
-    /// that cannot be read are skipped, as `rerankAdmitting` leaves them out).
+    /// The texts the model reads for `candidates` and `options.context` that are not in the
+    /// cache (each once; records that cannot be read are skipped, as `rerankAdmitting` leaves
+    /// them out, and options that cannot be read are left to the ranking to report).
     #[wasm_bindgen(js_name = uncachedTexts)]
     pub fn uncached_texts(
         &self,
         #[wasm_bindgen(unchecked_param_type = "unknown[]")] candidates: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RankOptions | undefined")] options: JsValue,
     ) -> JsResult<Vec<String>> {
         let readable: Vec<crate::Candidate> = records_from(candidates, "candidates")?
             .into_iter()
             .filter_map(|c| c.ok())
             .collect();
-        Ok(self.inner.uncached_texts(&readable))
+        let options: Option<crate::Options> = optional_record(options, "options").unwrap_or(None);
+        let context = options.as_ref().and_then(|o| o.context.as_ref());
+        Ok(self.inner.uncached_texts(&readable, context))
     }
 
     /// The `texts` (strings) that are not in the cache, each once, in order.
@@ -368,7 +405,7 @@ impl JsRecommender {
     /// How embedding `texts` would be batched (see `Embedder.batchPlan`): the worker pool's plan.
     #[wasm_bindgen(js_name = batchPlan, unchecked_return_type = "number[][]")]
     pub fn batch_plan(&self, texts: js_sys::Array) -> JsResult<JsValue> {
-        batch_plan(self.inner.embedder(), &texts)
+        batch_plan(self.inner.embedder().map_err(js_error)?, &texts)
     }
 
     /// Puts vectors saved before (`textVectors`' rows for `texts`) into the cache, so ranking

@@ -217,6 +217,76 @@ fn train_into(dir: &std::path::Path, out: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// A returning shopper's page: a recommender started without the model, given the vectors the
+/// page saved (the history's, the candidates', the probe sentence's), takes the encoder and
+/// ranks exactly as one with the model; a text with no saved vector is `NotReady` until the
+/// model is attached, and only the model it was started for can be.
+fn ranks_the_same_from_saved_vectors_before_the_model(
+    with_model: &mut localrank::Recommender,
+    encoder: &[u8],
+    history: &[localrank::Event],
+    candidates: &[localrank::Candidate],
+    expected: &[localrank::Ranked],
+) {
+    let embedder = with_model.embedder().unwrap();
+    let key = format!("{}@{}", embedder.model_id(), embedder.weight_dtype());
+    let mut early = localrank::Recommender::without_model(&key, None).unwrap();
+    assert!(!early.has_model());
+    let err = early.set_encoder(encoder).unwrap_err();
+    assert_eq!(err.name(), "NotReady", "{err}");
+    let probe = localrank::model::gguf::PROBE_TEXT.to_string();
+    let mut saved: Vec<String> = candidates
+        .iter()
+        .map(localrank::Candidate::embedding_text)
+        .collect();
+    saved.push(probe);
+    let vectors = with_model.vectors_of(&saved).unwrap();
+    let flat: Vec<f32> = vectors.iter().flat_map(|v| v.iter().copied()).collect();
+    // All but the last candidate's text first: ranking them all is not possible yet.
+    let (last, rest) = (saved.len() - 2, saved.len() - 1);
+    let without_last: Vec<String> = saved[..last]
+        .iter()
+        .chain(&saved[rest..])
+        .cloned()
+        .collect();
+    let dim = vectors[0].len();
+    let flat_without_last: Vec<f32> = flat[..last * dim]
+        .iter()
+        .chain(&flat[rest * dim..])
+        .copied()
+        .collect();
+    early
+        .insert_vectors(&without_last, &flat_without_last)
+        .unwrap();
+    early.set_encoder(encoder).unwrap();
+    let err = early
+        .rerank_for(history, candidates, None, 1.7e12)
+        .unwrap_err();
+    assert_eq!(err.name(), "NotReady", "{err}");
+    early.insert_vectors(&saved, &flat).unwrap();
+    let ranked = early.rerank_for(history, candidates, None, 1.7e12).unwrap();
+    assert_eq!(
+        serde_json::to_value(&ranked).unwrap(),
+        serde_json::to_value(expected).unwrap(),
+        "the same order, scores and reasons as with the model"
+    );
+    let other = localrank::Recommender::without_model("another/model@q8_0", None)
+        .unwrap()
+        .attach_model(localrank::Embedder::from_path(&model_path("q8_0")).unwrap())
+        .unwrap_err();
+    assert!(other.to_string().contains("another/model@q8_0"), "{other}");
+    early
+        .attach_model(localrank::Embedder::from_path(&model_path("q8_0")).unwrap())
+        .unwrap();
+    assert!(early.has_model());
+    let fresh = localrank::Candidate {
+        id: "never-seen".into(),
+        title: "A product no page has shown".into(),
+        ..candidates[0].clone()
+    };
+    assert!(early.rerank_for(history, &[fresh], None, 1.7e12).is_ok());
+}
+
 #[test]
 fn train_writes_a_deterministic_encoder_and_vectors_a_recommender_loads() {
     let dir = tiny_store("train", 12);
@@ -284,6 +354,13 @@ fn train_writes_a_deterministic_encoder_and_vectors_a_recommender_loads() {
         .rerank_for(&history, &with_vectors, None, 1.7e12)
         .unwrap();
     assert_eq!(ranked.len(), with_vectors.len());
+    ranks_the_same_from_saved_vectors_before_the_model(
+        &mut recommender,
+        &encoder,
+        &history,
+        &with_vectors,
+        &ranked,
+    );
     // Vectors of another run's width are named, never silently misread.
     let mut wrong = with_vectors.clone();
     wrong[3].vector = Some(vec![0.1; 8]);

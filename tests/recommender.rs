@@ -1015,7 +1015,7 @@ fn review_texts_are_read_as_glad_or_unhappy() {
         positive: bool,
     }
     let rec = recommender();
-    let embed = |texts: Vec<String>| rec.embedder().embed(&texts).unwrap();
+    let embed = |texts: Vec<String>| rec.embedder().unwrap().embed(&texts).unwrap();
     let rows = |e: localrank::Embeddings| e.rows().map(<[f32]>::to_vec).collect::<Vec<_>>();
     let positive = rows(embed(
         POSITIVE_ANCHORS.iter().map(|s| s.to_string()).collect(),

@@ -118,7 +118,8 @@ async function showRecommended() {
       ranked = await personalised;
     } catch (error) {
       console.warn(`localrank store: re-ranking failed: ${error.message}`);
-      showWarning("Personal recommendations are unavailable for now; showing the store's picks.");
+      // A recommender that stopped (its model failed to load) is told in the status line.
+      if (state.rec) showWarning("Personal recommendations are unavailable for now; showing the store's picks.");
     }
     if (request === state.rankRequests) showRow(ranked);
   } finally {
@@ -365,13 +366,26 @@ async function fetchStoreModel() {
 async function startRecommender() {
   try {
     const storeModel = await fetchStoreModel();
-    state.rec = await LocalRank.create({ modelUrl: MODEL_URL, ...storeModel, onProgress, onWarning: showWarning });
+    // Not waiting for the model: on a return visit the first row is ranked from the vectors
+    // this device saved while the model is still being read.
+    const rec = await LocalRank.create({ modelUrl: MODEL_URL, ...storeModel, waitForModel: false, onProgress, onWarning: showWarning });
+    state.rec = rec;
+    document.body.dataset.restoredVectors = String(rec.info.restoredVectors);
+    const firstRow = showRecommended();
+    let encoder;
+    try {
+      ({ encoder } = await rec.modelReady);
+    } catch (error) {
+      // The store goes on in the server's order, as when the recommender cannot start at all.
+      state.rec = null;
+      rec.terminate();
+      throw error;
+    }
     $("progress").value = $("progress").max;
     $("status").textContent = "Ready: recommendations are computed on this device.";
-    document.body.dataset.encoder = state.rec.info.encoder ? "store" : "none";
-    document.body.dataset.restoredVectors = String(state.rec.info.restoredVectors);
+    document.body.dataset.encoder = encoder ? "store" : "none";
     document.body.dataset.ready = "true";
-    await showRecommended();
+    await firstRow;
     // The embedding workers start once the first row is shown (their files are fetched then, on
     // every visit alike, never on a shopper's action).
     state.rec.poolReady().then((working) => (document.body.dataset.workers = String(working)), () => {});

@@ -116,13 +116,16 @@ pub fn evaluate(
         None => None,
     };
     let mut recommenders = Vec::new();
+    let mut dtypes = Vec::new();
     for path in &config.models {
-        let mut recommender = Recommender::new(Embedder::from_path(path)?, None)?;
+        let embedder = Embedder::from_path(path)?;
+        dtypes.push(embedder.weight_dtype().to_string());
         let label = format!(
             "embedding {} items ({})",
             dataset.items.len(),
-            recommender.embedder().weight_dtype()
+            embedder.weight_dtype()
         );
+        let mut recommender = Recommender::new(embedder, None)?;
         recommender.prime_cache(&dataset.items, &mut |done, total| {
             progress(&label, done, total)
         })?;
@@ -130,7 +133,7 @@ pub fn evaluate(
     }
     let cold = cold_items(dataset, config.cold_items, config.protocol.seed)?;
     let rankers = ranker_list(recommenders.len());
-    let names = ranker_names(&rankers, &recommenders);
+    let names = ranker_names(&rankers, &dtypes);
     let bm25 = Bm25::new(&dataset.items);
     let mut report = Report::new(&dataset.name, &names);
     report.data_quality = dataset.report.clone();
@@ -231,7 +234,7 @@ fn ranker_list(models: usize) -> Vec<Ranker> {
 }
 
 /// The names outside checks read: plain for the first model, `@dtype` after it for others.
-fn ranker_names(rankers: &[Ranker], recommenders: &[Recommender]) -> Vec<String> {
+fn ranker_names(rankers: &[Ranker], dtypes: &[String]) -> Vec<String> {
     rankers
         .iter()
         .map(|ranker| match ranker {
@@ -255,8 +258,7 @@ fn ranker_names(rankers: &[Ranker], recommenders: &[Recommender]) -> Vec<String>
                 if *model == 0 {
                     format!("{base}{context}")
                 } else {
-                    let dtype = recommenders[*model].embedder().weight_dtype();
-                    format!("{base}{context}@{dtype}")
+                    format!("{base}{context}@{}", dtypes[*model])
                 }
             }
         })
@@ -518,11 +520,12 @@ impl StoreTraining<'_> {
         for events in &mut sequences {
             events.retain(|(item, _)| !self.cold.contains(item));
         }
-        let probe = self.recommender.embedder().probe_vector()?;
+        let embedder = self.recommender.embedder()?;
+        let probe = embedder.probe_vector()?;
         let data = TrainingData {
             text_vectors: &text_vectors,
             sequences: &sequences,
-            text_model_id: self.recommender.embedder().model_id(),
+            text_model_id: embedder.model_id(),
             text_probe: &probe,
             start,
         };

@@ -68,3 +68,56 @@ test("progress names the file and the phase, in order: fetch on a first load, ca
     await close();
   }
 });
+
+test("waitForModel: false ranks a return visit from the saved vectors, before and without the model", async () => {
+  const { page, close } = await shopper({ expectedFailures: [/gguf/, /Failed to load resource/] });
+  try {
+    await blankPage(page);
+    const candidates = [
+      { id: "tent", title: "Two-person backpacking tent", categories: ["Camping"], score: 3 },
+      { id: "kettle", title: "Electric kettle, 1.7 litres", categories: ["Kitchen"], score: 5 },
+      { id: "stove", title: "Compact camping stove", categories: ["Camping"], score: 1 },
+      { id: "mug", title: "Ceramic coffee mug", categories: ["Kitchen"], score: 4 },
+    ];
+    // The earlier visit: the model loads as usual; ranking saves the products' vectors.
+    const earlier = await page.evaluate(async ({ modelUrl, candidates }) => {
+      const { LocalRank } = await import("/pkg/index.js");
+      const rec = await LocalRank.create({ modelUrl, workers: 1 });
+      await rec.clear();
+      await rec.record({ kind: "view", at: Date.now() - 60_000, item: { id: "bag", title: "Down sleeping bag", categories: ["Camping"] } });
+      const ranked = await rec.rerank(candidates);
+      await rec.stats(); // the vectors are on disk
+      await rec.close();
+      await caches.delete("localrank-models"); // the next visit must download the model again...
+      return ranked;
+    }, { modelUrl: MODEL_URL, candidates });
+    assert.equal(earlier[0].id, "tent", JSON.stringify(earlier));
+    // ...and cannot: the model file is unavailable on this visit.
+    await page.route("**/*.gguf", (route) => route.fulfill({ status: 503, body: "unavailable" }));
+    const visit = await page.evaluate(async ({ modelUrl, candidates }) => {
+      const { LocalRank } = await import("/pkg/index.js");
+      const named = (promise) => promise.then(() => null, (e) => e.name);
+      const rec = await LocalRank.create({ modelUrl, workers: 1, waitForModel: false, onWarning: () => {} });
+      const ranked = await rec.rerank(candidates);
+      const modelReady = await named(rec.modelReady);
+      const unseen = await named(rec.rerank([{ id: "lamp", title: "Headlamp, 300 lumens", categories: ["Camping"] }]));
+      const events = (await rec.history()).length;
+      await rec.close();
+      return { modelLoaded: rec.info.modelLoaded, ranked, modelReady, unseen, events };
+    }, { modelUrl: MODEL_URL, candidates });
+    assert.equal(visit.modelLoaded, false);
+    // The same order and reasons; scores to rounding (the event aged a few seconds since).
+    assert.deepEqual(withoutScores(visit.ranked), withoutScores(earlier), "the same ranking, from the saved vectors alone");
+    visit.ranked.forEach((r, i) => assert.ok(Math.abs(r.score - earlier[i].score) < 1e-6, `${r.id}: ${r.score} vs ${earlier[i].score}`));
+    assert.equal(visit.modelReady, "ModelFetch");
+    assert.equal(visit.unseen, "ModelFetch", "a product never embedded waits for the model, and its failure");
+    assert.equal(visit.events, 1, "the history is intact");
+  } finally {
+    await close();
+  }
+});
+
+/** A ranking's ids and reasons. */
+function withoutScores(ranked) {
+  return ranked.map(({ id, reason }) => ({ id, reason }));
+}

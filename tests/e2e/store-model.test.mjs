@@ -59,3 +59,49 @@ test("an encoder that cannot be used is a warning, and ranking stays text-only",
   await page.waitForFunction(() => [...document.querySelectorAll("#recommended .reason")].some((r) => r.textContent.startsWith("Because you viewed")), null, { timeout: 60_000 });
   await close();
 });
+
+test("on a return visit the encoder is checked and used before the model has loaded", async () => {
+  const { page, close } = await shopper({ expectedFailures: [/Failed to load resource.*503/] });
+  try {
+    await page.route(`${BASE}/blank-page`, (route) => route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>a page</title>" }));
+    await page.goto(`${BASE}/blank-page`);
+    const candidates = await (await fetch(`${BASE}/api/candidates?slot=home&n=12`)).json();
+    const setup = { modelUrl: "/models/all-MiniLM-L6-v2.q8_0.gguf", encoderUrl: "/store/encoder.gguf", candidates };
+    const earlier = await page.evaluate(async ({ modelUrl, encoderUrl, candidates }) => {
+      const { LocalRank } = await import("/pkg/index.js");
+      const rec = await LocalRank.create({ modelUrl, encoderUrl, workers: 1 }); // a new profile: nothing stored
+      for (const item of candidates.slice(6, 9)) await rec.record({ kind: "view", at: Date.now() - 60_000, item });
+      const ranked = await rec.rerank(candidates);
+      await rec.stats(); // every vector (the probe sentence's too) is on disk
+      await rec.close();
+      await caches.open("localrank-models").then(async (cache) => {
+        for (const request of await cache.keys()) if (request.url.includes("MiniLM")) await cache.delete(request);
+      });
+      return { ranked, encoder: rec.info.encoder };
+    }, setup);
+    assert.ok(earlier.encoder, "the encoder is used");
+    // The language model cannot arrive on this visit; the encoder (cached) can.
+    await page.route("**/all-MiniLM-L6-v2.q8_0.gguf", (route) => route.fulfill({ status: 503, body: "unavailable" }));
+    const visit = await page.evaluate(async ({ modelUrl, encoderUrl, candidates }) => {
+      const { LocalRank } = await import("/pkg/index.js");
+      const rec = await LocalRank.create({ modelUrl, encoderUrl, workers: 1, waitForModel: false, onWarning: () => {} });
+      const ranked = await rec.rerank(candidates);
+      const modelReady = await rec.modelReady.then(() => null, (e) => e.name);
+      await rec.close();
+      return { ranked, encoder: rec.info.encoder, modelLoaded: rec.info.modelLoaded, modelReady };
+    }, setup);
+    assert.equal(visit.modelLoaded, false);
+    assert.deepEqual(visit.encoder, earlier.encoder, "checked with the saved vector of its probe sentence");
+    // The same order and reasons; scores to rounding (the events aged a few seconds since).
+    assert.deepEqual(withoutScores(visit.ranked), withoutScores(earlier.ranked), "the same ranking as with the model");
+    visit.ranked.forEach((r, i) => assert.ok(Math.abs(r.score - earlier.ranked[i].score) < 1e-6, `${r.id}: ${r.score} vs ${earlier.ranked[i].score}`));
+    assert.equal(visit.modelReady, "ModelFetch");
+  } finally {
+    await close();
+  }
+});
+
+/** A ranking's ids and reasons. */
+function withoutScores(ranked) {
+  return ranked.map(({ id, reason }) => ({ id, reason }));
+}
