@@ -4,6 +4,8 @@
 //
 //   node bench/run.mjs [--smoke]
 //   node bench/run.mjs --redraw     (table.md and throughput.svg again from bench/results.json)
+//   node bench/run.mjs --pool-only  (the client's pool and latency page alone, printed, not written:
+//                                    for work on them; the committed results need a full run)
 //
 // --smoke: q8_0 only, few texts and runs, output in target/bench/smoke/ (CI keeps it working;
 // its numbers mean nothing). Benchmarks never pass or fail on a number: only a broken run fails.
@@ -256,6 +258,15 @@ async function main() {
   mkdirSync(WORK, { recursive: true });
   mkdirSync(OUT, { recursive: true });
   localrank(["bench", "--write-workload", join(WORK, "workload.json")]);
+  if (process.argv.includes("--pool-only")) {
+    const server = await startServer();
+    try {
+      const pool = await runBrowser("pool", { ordinary: true });
+      return say(`pool only (not written): ${JSON.stringify(pool, null, 1)}`);
+    } finally {
+      server.kill();
+    }
+  }
   const native = runNative();
   const server = await startServer();
   let browser, pool, tjs2;

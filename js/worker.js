@@ -23,20 +23,45 @@ let modelId = "";
  * text embedded waits on it. Resolves to `{ encoder }` (the store encoder's info, or null).
  */
 let modelLoaded = Promise.resolve({ encoder: null });
+/**
+ * Starts attaching the model (`waitForModel: false` only; null once started). Attaching blocks
+ * this worker for a few hundred ms (the file is parsed and requantized), so it waits until
+ * something needs the model (`needModel`) or no call has come for MODEL_ATTACH_IDLE_MS: the
+ * page's first ranking, asked for right after `create()`, is answered from the saved vectors
+ * first instead of queueing behind it.
+ */
+let attachModelNow = null;
+const MODEL_ATTACH_IDLE_MS = 100;
+let attachTimer = null;
+function attachModelWhenIdle() {
+  if (!attachModelNow) return;
+  clearTimeout(attachTimer);
+  attachTimer = setTimeout(() => attachModelNow && attachModelNow(), MODEL_ATTACH_IDLE_MS);
+}
+/** The model, attached now if it was waiting for the worker to be idle. */
+function needModel() {
+  if (attachModelNow) attachModelNow();
+  return modelLoaded;
+}
 /** The helper workers (null with `workers: 1`, and until started). */
 let pool = null;
 /** The pool to start: `{ helpers, bytes, urls }`, until it is started. */
 let poolPlan = null;
 /**
- * Helpers start this long after the model, or when the page asks (`poolReady`): started with the
- * model, their own loading (compiling the wasm, reading the model) slowed the main worker's
- * start by about 200 ms on 2 cores (create 700 ms instead of 485), and a first ranking cannot
- * use them anyway (they take about 400 ms to be ready). Never on a shopper's action: when the
- * page fetches the helpers' files must not depend on what the shopper does.
+ * Helpers start this long after the model file has been read: started with the model, their own
+ * loading (compiling the wasm, reading the model) slowed the main worker's start by about 200 ms
+ * on 2 cores (create 700 ms instead of 485), and a first ranking cannot use them anyway (they
+ * take about 400 ms to be ready). Never on a shopper's action, nor on anything that depends on
+ * the history (such as when the model is attached): when the page fetches the helpers' files
+ * must not depend on what the shopper does.
  */
 const POOL_START_DELAY_MS = 1000;
+/** Settles when the helpers have been started (or there are none to start). */
+let poolStarted = Promise.resolve();
+let poolStartedNow = () => {};
 
 function startPool() {
+  poolStartedNow();
   if (!poolPlan) return;
   const { helpers, bytes, urls } = poolPlan;
   poolPlan = null;
@@ -265,7 +290,7 @@ function syncHistoryVectors() {
   vectorSync = vectorSync.then(async () => {
     if (!recommender || !storedKeys) return;
     try {
-      await modelLoaded;
+      await needModel();
       const texts = recommender.historyTexts();
       const keys = await Promise.all(texts.map(vectorKey));
       const missing = texts.filter((_, i) => !storedKeys.has(keys[i]));
@@ -305,7 +330,7 @@ function keepProductVectors(texts) {
   if (!texts.length) return;
   vectorSync = vectorSync.then(async () => {
     try {
-      await modelLoaded;
+      await needModel();
       await saveProductVectors(await keyedVectors(texts), PRODUCT_VECTOR_CAP);
     } catch (error) {
       console.warn(`localrank: product vectors were not kept on this device (${error && error.name}); they will be computed again`);
@@ -357,8 +382,17 @@ const methods = {
     wasmReady.catch(() => {}); // awaited below; a model failure first must not leave it unhandled
     const entry = await manifestEntry(manifestUrl, modelUrl);
     modelId = `${entry.modelId}@${entry.sha256}`;
+    // Read (and checked) now, whatever the history: when the model is requested from the
+    // server (a first visit, an evicted cache) must not depend on what this device saved.
     const modelBytes = loadModelBytes(modelUrl, entry);
     modelBytes.catch(() => {}); // awaited below
+    if (workers > 1) {
+      poolStarted = new Promise((resolve) => (poolStartedNow = resolve));
+      modelBytes.then((bytes) => {
+        poolPlan = { helpers: workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl } };
+        setTimeout(startPool, POOL_START_DELAY_MS);
+      }, startPool);
+    }
     const startWasm = async () => {
       try {
         ({ memory: wasmMemory } = await wasmReady);
@@ -366,17 +400,13 @@ const methods = {
         throw new LocalRankError("ModelFetch", `the localrank wasm file could not be loaded (${error.message})`, { cause: error });
       }
     };
-    // Reads the model and gives it to `use`; the helpers start later, in the background
-    // (POOL_START_DELAY_MS); ranking uses those that are ready.
+    // Gives the model to `use`. The helpers start on their own schedule (above); ranking uses
+    // those that are ready.
     const attachModel = async (use) => {
       const bytes = await modelBytes;
       progress("model", "compile");
       await startWasm();
       use(bytes);
-      if (workers > 1) {
-        poolPlan = { helpers: workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl } };
-        setTimeout(startPool, POOL_START_DELAY_MS);
-      }
       progress("model", "ready");
     };
     let restoredVectors = 0;
@@ -398,28 +428,38 @@ const methods = {
     restoredVectors = await restoreVectors();
     const fetched = encoderUrl && (await fetchEncoder(encoderUrl, encoderManifestUrl));
     const encoder = fetched ? await useEncoder(fetched) : null;
-    modelLoaded = attachModel((bytes) => recommender.attachModel(bytes)).then(async () => ({ encoder: encoder === "later" ? await useEncoder(fetched) : encoder }));
+    modelLoaded = new Promise((resolve, reject) => {
+      attachModelNow = () => {
+        attachModelNow = null;
+        clearTimeout(attachTimer);
+        attachModel((bytes) => recommender.attachModel(bytes))
+          .then(async () => ({ encoder: encoder === "later" ? await useEncoder(fetched) : encoder }))
+          .then(resolve, reject);
+      };
+    });
     modelLoaded.catch(() => {}); // awaited by what needs the model
     return answer(encoder === "later" ? null : encoder, false);
   },
   // Settles when the model is attached: { encoder } (null, or the store encoder's info).
+  // Waiting for it does not hurry it (the client asks at once, for every page).
   modelReady() {
     return modelLoaded;
   },
   // The model's vectors of `texts` (row-major Float32Array), from the cache or embedded now.
   async embed(texts) {
-    await modelLoaded;
+    await needModel();
     await embedIntoCache(texts);
     return recommender.textVectors(texts);
   },
   // Resolves when every helper worker has started or given up: how many are working.
   async poolReady() {
-    await modelLoaded;
-    startPool();
+    await poolStarted;
     return 1 + (pool ? await pool.settled() : 0);
   },
   // Stops the helper workers; the client then terminates this worker.
   close() {
+    clearTimeout(attachTimer);
+    attachModelNow = null;
     if (pool) pool.close();
     pool = null;
     poolPlan = null;
@@ -444,7 +484,7 @@ const methods = {
           if (error.name !== "NotReady") throw error;
         }
       }
-      await modelLoaded;
+      await needModel();
     }
     await embedIntoCache(unsaved);
     const result = recommender.rerankAdmitting(candidates, options);
@@ -493,5 +533,7 @@ self.onmessage = async ({ data: { id, method, args } }) => {
     post({ id, result: await run(...(args || [])) });
   } catch (error) {
     post({ id, error: LocalRankError.from(error).toPlain() });
+  } finally {
+    attachModelWhenIdle();
   }
 };
