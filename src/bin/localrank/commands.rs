@@ -121,6 +121,9 @@ enum Command {
         /// Steps of history every training target has before it (windows overlap by this much).
         #[arg(long, default_value_t = TrainConfig::default().min_context)]
         train_min_context: usize,
+        /// Training windows per optimiser step.
+        #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+        train_batch_size: usize,
         /// Run only this setting (repeat for both, the default): one alone halves the time of
         /// a tuning run.
         #[arg(long = "setting", value_enum)]
@@ -174,6 +177,9 @@ enum Command {
         /// consecutive windows overlap by this much, read as context only (below --max-len).
         #[arg(long, default_value_t = TrainConfig::default().min_context)]
         min_context: usize,
+        /// Windows (of up to max-len + 1 events) per optimiser step.
+        #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+        batch_size: usize,
         /// The MiniLM model whose text vectors the encoder reads (the one the page loads).
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: PathBuf,
@@ -244,6 +250,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             train_lr,
             train_id_dropout,
             train_min_context,
+            train_batch_size,
             settings,
             validation,
             cold_items,
@@ -280,6 +287,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                         learning_rate: train_lr,
                         id_dropout: train_id_dropout,
                         min_context: train_min_context,
+                        batch_size: train_batch_size,
                         seed,
                         ..TrainConfig::default()
                     },
@@ -307,6 +315,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             lr,
             id_dropout,
             min_context,
+            batch_size,
             model,
         } => {
             let config = TrainConfig {
@@ -320,6 +329,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 learning_rate: lr,
                 id_dropout,
                 min_context,
+                batch_size,
                 ..TrainConfig::default()
             };
             train(&items, &events, &out, &model, &config)
