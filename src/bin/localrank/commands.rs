@@ -289,7 +289,6 @@ pub fn run(cli: Cli) -> Result<(), String> {
                         min_context: train_min_context,
                         batch_size: train_batch_size,
                         seed,
-                        ..TrainConfig::default()
                     },
                     settings: if settings.is_empty() {
                         vec![Setting::Single, Setting::Multi]
@@ -330,7 +329,6 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 id_dropout,
                 min_context,
                 batch_size,
-                ..TrainConfig::default()
             };
             train(&items, &events, &out, &model, &config)
         }
