@@ -237,10 +237,26 @@ function poolTable(results) {
     `| first personalised row, return visit (start, 20-event history, the 24 home products seen before; ranked from saved vectors before the model loads) | ${f(pool.latency.first_row_p50_ms)} | ${f(pool.latency.first_row_p95_ms)} |`,
     `| the same, waiting for the model first (\`waitForModel: true\`) | ${f(pool.latency.first_row_waiting_for_model_p50_ms)} | ${f(pool.latency.first_row_waiting_for_model_p95_ms)} |`,
     `| first personalised row, 24 products never seen (all embedded) | ${f(pool.latency.first_row_new_products_p50_ms)} | ${f(pool.latency.first_row_new_products_p95_ms)} |`,
+    ...firstRowSteps(pool.latency.first_row_steps_p50_ms, f),
     "",
     `peak wasm memory per worker (the main worker): ${f(results.peak_wasm_memory_per_worker_bytes / 2 ** 20)} MiB`,
   ];
   return lines.join("\n");
+}
+
+/// Where the return visit's first row goes: when each start step finished (median ms after
+/// create(); the steps overlap), then the ranking itself.
+function firstRowSteps(steps, f) {
+  if (!steps) return [];
+  const order = Object.entries(steps).filter(([step]) => step !== "rerank" && step !== "total").sort(([, a], [, b]) => a - b);
+  return [
+    "",
+    "| first row, return visit: step finished (median ms after create()) | ms |",
+    "|---|---:|",
+    ...order.map(([step, ms]) => `| ${step} | ${f(ms)} |`),
+    `| the ranking after create() resolved | ${f(steps.rerank)} |`,
+    `| the whole first row | ${f(steps.total)} |`,
+  ];
 }
 
 function writeReport(results) {

@@ -97,6 +97,34 @@ export interface Info {
   workers: number;
   /** Whether the model was attached when `create()` resolved (false only with `waitForModel: false`). */
   modelLoaded: boolean;
+  /**
+   * When each step of the start finished, in ms after `create()` was called (the steps overlap:
+   * points in time, not durations). A step that did not run is absent.
+   */
+  startup: StartupTimes;
+}
+
+export interface StartupTimes {
+  /** The worker's module began running (its files fetched and compiled). */
+  workerScript: number;
+  /** The worker received the start message. */
+  initCalled: number;
+  /** The model manifest was read. */
+  manifest: number;
+  /** The wasm was compiled and instantiated. */
+  wasm: number;
+  /** The model file was read and checked (absent when that finished after `create()` answered). */
+  modelRead?: number;
+  /** The model was attached (`waitForModel: true` only). */
+  model?: number;
+  /** The saved history was read. */
+  history: number;
+  /** The history's saved vectors were read. */
+  historyVectors: number;
+  /** The store encoder was read and checked (or found unusable, or none was given). */
+  encoder: number;
+  /** `create()`'s answer was sent. */
+  ready: number;
 }
 
 export interface StoredData {
@@ -139,7 +167,10 @@ export declare class LocalRank {
   history(): Promise<ShopperEvent[]>;
   /** Removes every event about a product; resolves to how many. */
   forget(itemId: string): Promise<number>;
-  /** Erases the history on this device. */
+  /**
+   * Erases the history on this device, any copy kept aside, and the products' vectors (on disk
+   * and in memory; only the store encoder's probe sentence's vector is kept).
+   */
   clear(): Promise<void>;
   exportHistory(): Promise<string>;
   setAside(): Promise<SetAsideCopy[]>;

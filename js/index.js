@@ -80,6 +80,7 @@ export class LocalRank {
    */
   static async create({ modelUrl, manifestUrl, workerUrl, embedWorkerUrl, wasmUrl, encoderUrl, encoderManifestUrl, workers, waitForModel = true, onProgress, onWarning } = {}) {
     if (!modelUrl) throw new LocalRankError("InvalidRecord", "LocalRank.create needs a modelUrl", { field: "modelUrl" });
+    const createdAt = performance.timeOrigin + performance.now(); // info.startup counts from here
     const absolute = (url) => url && new URL(url, location.href).href;
     modelUrl = absolute(modelUrl);
     manifestUrl = absolute(manifestUrl) || new URL("manifest.json", modelUrl).href;
@@ -89,7 +90,7 @@ export class LocalRank {
     const worker = workerUrl ? new Worker(workerUrl, { type: "module", name: "localrank" }) : new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "localrank" });
     const rec = new LocalRank(worker, { onProgress, onWarning });
     try {
-      rec.info = await rec.#call("init", { modelUrl, manifestUrl, wasmUrl: absolute(wasmUrl), embedWorkerUrl: absolute(embedWorkerUrl), encoderUrl: absolute(encoderUrl), encoderManifestUrl: absolute(encoderManifestUrl), workers, waitForModel: waitForModel !== false });
+      rec.info = await rec.#call("init", { modelUrl, manifestUrl, wasmUrl: absolute(wasmUrl), embedWorkerUrl: absolute(embedWorkerUrl), encoderUrl: absolute(encoderUrl), encoderManifestUrl: absolute(encoderManifestUrl), workers, waitForModel: waitForModel !== false, createdAt });
     } catch (error) {
       rec.terminate();
       throw error;
@@ -188,7 +189,7 @@ export class LocalRank {
   history() { return this.#call("history"); }
   /** Removes every event about one product; resolves to how many were removed. */
   forget(itemId) { return this.#call("forget", itemId); }
-  /** Erases the whole history on this device, and any copy kept aside. */
+  /** Erases the whole history on this device, any copy kept aside, and the products' vectors. */
   clear() { return this.#call("clear"); }
   /** The history as JSON text, for the shopper's own copy. */
   exportHistory() { return this.#call("exportHistory"); }

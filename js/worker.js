@@ -14,6 +14,11 @@ import { EmbedPool } from "./pool.js";
 
 const MODEL_CACHE = "localrank-models";
 
+/** Wall-clock milliseconds (comparable with the page's: workers have their own time origin). */
+const wallClock = () => performance.timeOrigin + performance.now();
+/** When this worker's module began running (after its files were fetched and compiled). */
+const scriptStartedAt = wallClock();
+
 let recommender = null;
 let modelId = "";
 /**
@@ -375,70 +380,123 @@ async function useEncoder({ bytes, sha256 }) {
   return { sha256, dim: recommender.encoderDim };
 }
 
-const methods = {
-  async init({ modelUrl, manifestUrl, wasmUrl, embedWorkerUrl, encoderUrl, encoderManifestUrl, workers, waitForModel = true }) {
+/**
+ * One start of the recommender (`init`): the steps both ways of starting share, and when each
+ * finished (`times`, ms after the page called create(), for `info.startup`: the steps overlap,
+ * so these are points in time, not durations to add up).
+ */
+class Start {
+  constructor({ modelUrl, manifestUrl, wasmUrl, embedWorkerUrl, workers, createdAt }) {
+    this.createdAt = createdAt;
+    this.times = { workerScript: scriptStartedAt - createdAt };
+    this.reached("initCalled");
+    this.urls = { modelUrl, manifestUrl, wasmUrl, embedWorkerUrl };
+    this.workers = workers > 1 ? workers : 1;
+    this.restoredVectors = 0;
     // The wasm is fetched and compiled while the model is read and checked: neither waits.
-    const wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined);
-    wasmReady.catch(() => {}); // awaited below; a model failure first must not leave it unhandled
-    const entry = await manifestEntry(manifestUrl, modelUrl);
-    modelId = `${entry.modelId}@${entry.sha256}`;
+    this.wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined);
+    this.wasmReady.catch(() => {}); // awaited by wasm(); a model failure first must not leave it unhandled
+  }
+
+  reached(step) {
+    if (this.times[step] === undefined) this.times[step] = wallClock() - this.createdAt;
+  }
+
+  /** Reads the manifest, then starts reading the model and (later) the helper workers. */
+  async readManifest() {
+    const { modelUrl, manifestUrl, wasmUrl, embedWorkerUrl } = this.urls;
+    this.entry = await manifestEntry(manifestUrl, modelUrl);
+    this.reached("manifest");
+    modelId = `${this.entry.modelId}@${this.entry.sha256}`;
     // Read (and checked) now, whatever the history: when the model is requested from the
     // server (a first visit, an evicted cache) must not depend on what this device saved.
-    const modelBytes = loadModelBytes(modelUrl, entry);
-    modelBytes.catch(() => {}); // awaited below
-    if (workers > 1) {
+    this.modelBytes = loadModelBytes(modelUrl, this.entry);
+    this.modelBytes.then(() => this.reached("modelRead"), () => {}); // the failure is awaited by attachModel()
+    if (this.workers > 1) {
       poolStarted = new Promise((resolve) => (poolStartedNow = resolve));
-      modelBytes.then((bytes) => {
-        poolPlan = { helpers: workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl } };
+      this.modelBytes.then((bytes) => {
+        poolPlan = { helpers: this.workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl } };
         setTimeout(startPool, POOL_START_DELAY_MS);
       }, startPool);
     }
-    const startWasm = async () => {
-      try {
-        ({ memory: wasmMemory } = await wasmReady);
-      } catch (error) {
-        throw new LocalRankError("ModelFetch", `the localrank wasm file could not be loaded (${error.message})`, { cause: error });
-      }
-    };
-    // Gives the model to `use`. The helpers start on their own schedule (above); ranking uses
-    // those that are ready.
-    const attachModel = async (use) => {
-      const bytes = await modelBytes;
-      progress("model", "compile");
-      await startWasm();
-      use(bytes);
-      progress("model", "ready");
-    };
-    let restoredVectors = 0;
-    const answer = (encoder, modelAttached) => ({ modelId: entry.modelId, sha256: entry.sha256, encoder, events: recommender.history().length, restoredVectors, workers: workers > 1 ? workers : 1, modelLoaded: modelAttached });
-    if (waitForModel) {
-      await attachModel((bytes) => (recommender = new Recommender(bytes)));
-      const fetched = encoderUrl && (await fetchEncoder(encoderUrl, encoderManifestUrl));
-      const encoder = fetched ? await useEncoder(fetched) : null;
-      modelLoaded = Promise.resolve({ encoder });
-      await restoreHistory();
-      restoredVectors = await restoreVectors();
-      return answer(encoder, true);
+  }
+
+  async wasm() {
+    try {
+      ({ memory: wasmMemory } = await this.wasmReady);
+    } catch (error) {
+      throw new LocalRankError("ModelFetch", `the localrank wasm file could not be loaded (${error.message})`, { cause: error });
     }
-    // Ranking from what this device saved, before the model: the history, its vectors, the
-    // encoder (checked with the saved vector of its probe sentence).
-    await startWasm();
-    recommender = Recommender.withoutModel(`${entry.modelId}@${entry.dtype}`);
+    this.reached("wasm");
+  }
+
+  /** Gives the model's bytes to `use`. The helpers start on their own schedule, not with it. */
+  async attachModel(use) {
+    const bytes = await this.modelBytes;
+    progress("model", "compile");
+    await this.wasm();
+    use(bytes);
+    progress("model", "ready");
+  }
+
+  /** The saved history, then its saved vectors. */
+  async restore() {
     await restoreHistory();
-    restoredVectors = await restoreVectors();
-    const fetched = encoderUrl && (await fetchEncoder(encoderUrl, encoderManifestUrl));
-    const encoder = fetched ? await useEncoder(fetched) : null;
-    modelLoaded = new Promise((resolve, reject) => {
-      attachModelNow = () => {
-        attachModelNow = null;
-        clearTimeout(attachTimer);
-        attachModel((bytes) => recommender.attachModel(bytes))
-          .then(async () => ({ encoder: encoder === "later" ? await useEncoder(fetched) : encoder }))
-          .then(resolve, reject);
-      };
-    });
-    modelLoaded.catch(() => {}); // awaited by what needs the model
-    return answer(encoder === "later" ? null : encoder, false);
+    this.reached("history");
+    this.restoredVectors = await restoreVectors();
+    this.reached("historyVectors");
+  }
+
+  /** `create()`'s `info`. */
+  answer(encoder, modelLoaded) {
+    this.reached("ready");
+    const { entry, restoredVectors, workers, times } = this;
+    return { modelId: entry.modelId, sha256: entry.sha256, encoder, events: recommender.history().length, restoredVectors, workers, modelLoaded, startup: times };
+  }
+}
+
+// The model first, then the encoder and the saved history: create() answers with everything ready.
+async function startWithModel(start, { encoderUrl, encoderManifestUrl }) {
+  await start.attachModel((bytes) => (recommender = new Recommender(bytes)));
+  start.reached("model");
+  const fetched = encoderUrl && (await fetchEncoder(encoderUrl, encoderManifestUrl));
+  const encoder = fetched ? await useEncoder(fetched) : null;
+  start.reached("encoder");
+  modelLoaded = Promise.resolve({ encoder });
+  await start.restore();
+  return start.answer(encoder, true);
+}
+
+// Ranking from what this device saved, before the model: the history, its vectors, the encoder
+// (checked with the saved vector of its probe sentence). The model is attached when something
+// needs it or the worker is idle (attachModelNow).
+async function startFromSavedVectors(start, { encoderUrl, encoderManifestUrl }) {
+  await start.wasm();
+  recommender = Recommender.withoutModel(`${start.entry.modelId}@${start.entry.dtype}`);
+  await start.restore();
+  const fetched = encoderUrl && (await fetchEncoder(encoderUrl, encoderManifestUrl));
+  const encoder = fetched ? await useEncoder(fetched) : null;
+  start.reached("encoder");
+  modelLoaded = new Promise((resolve, reject) => {
+    attachModelNow = () => {
+      attachModelNow = null;
+      clearTimeout(attachTimer);
+      start
+        .attachModel((bytes) => recommender.attachModel(bytes))
+        .then(async () => ({ encoder: encoder === "later" ? await useEncoder(fetched) : encoder }))
+        .then(resolve, reject);
+    };
+  });
+  modelLoaded.catch(() => {}); // awaited by what needs the model
+  return start.answer(encoder === "later" ? null : encoder, false);
+}
+
+const methods = {
+  async init({ modelUrl, manifestUrl, wasmUrl, embedWorkerUrl, encoderUrl, encoderManifestUrl, workers, waitForModel = true, createdAt = wallClock() }) {
+    const start = new Start({ modelUrl, manifestUrl, wasmUrl, embedWorkerUrl, workers, createdAt });
+    await start.readManifest();
+    const encoderUrls = { encoderUrl, encoderManifestUrl };
+    return waitForModel ? startWithModel(start, encoderUrls) : startFromSavedVectors(start, encoderUrls);
   },
   // Settles when the model is attached: { encoder } (null, or the store encoder's info).
   // Waiting for it does not hurry it (the client asks at once, for every page).
@@ -513,8 +571,14 @@ const methods = {
         throw LocalRankError.storage(`could not erase the history on this device: ${storageProblem(error)}`, error);
       }
       recommender.clear();
+      // The vectors in memory go too (they are of products this shopper saw), so what is
+      // ranked after the erase is embedded and saved again, as on a first visit.
+      recommender.clearCache();
       storedKeys = new Set();
       savingBlocked = null;
+      // The encoder's probe sentence says nothing about the shopper: kept, so the next visit
+      // can still check the encoder before the model loads.
+      if (recommender.encoderDim > 0) keepProductVectors([Recommender.probeText()]);
     });
   },
   exportHistory() {

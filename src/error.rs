@@ -29,10 +29,9 @@ pub enum Error {
 
     /// Texts need embedding before the language model has arrived (a recommender started from
     /// saved vectors, `Recommender::without_model`): retry once the model is attached.
-    #[error(
-        "the language model has not loaded yet and {0} text(s) have no saved vector: try again once it has"
-    )]
-    ModelNotLoaded(usize),
+    /// The payload says what needed the model ("3 text(s) have no saved vector").
+    #[error("the language model has not loaded yet and {0}: try again once it has")]
+    ModelNotLoaded(String),
 
     /// Saved state (exported history) that cannot be read back.
     #[error("saved state: {0}")]

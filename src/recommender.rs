@@ -147,7 +147,9 @@ impl Recommender {
 
     /// The language model, or `ModelNotLoaded` before it is attached.
     pub fn embedder(&self) -> Result<&Embedder> {
-        self.embedder.as_ref().ok_or(Error::ModelNotLoaded(0))
+        self.embedder.as_ref().ok_or_else(|| {
+            Error::ModelNotLoaded("this needs the model itself (not a saved vector)".into())
+        })
     }
 
     pub fn options(&self) -> &Options {
@@ -241,7 +243,10 @@ impl Recommender {
         let embedder = self.embedder.as_ref();
         self.cache.embed(texts, |missing| match embedder {
             Some(embedder) => Ok(embedder.embed(missing)?.rows().map(Vector::from).collect()),
-            None => Err(Error::ModelNotLoaded(missing.len())),
+            None => Err(Error::ModelNotLoaded(format!(
+                "{} text(s) have no saved vector",
+                missing.len()
+            ))),
         })
     }
 

@@ -232,6 +232,11 @@ fn ranks_the_same_from_saved_vectors_before_the_model(
     let key = format!("{}@{}", embedder.model_id(), embedder.weight_dtype());
     let mut early = localrank::Recommender::without_model(&key, None).unwrap();
     assert!(!early.has_model());
+    let Err(err) = early.embedder() else {
+        panic!("a recommender started without the model has no embedder");
+    };
+    assert_eq!(err.name(), "NotReady", "{err}");
+    assert!(err.to_string().contains("needs the model itself"), "{err}");
     let err = early.set_encoder(encoder).unwrap_err();
     assert_eq!(err.name(), "NotReady", "{err}");
     let probe = localrank::model::gguf::PROBE_TEXT.to_string();
@@ -263,6 +268,10 @@ fn ranks_the_same_from_saved_vectors_before_the_model(
         .rerank_for(history, candidates, None, 1.7e12)
         .unwrap_err();
     assert_eq!(err.name(), "NotReady", "{err}");
+    assert!(
+        err.to_string().contains("1 text(s) have no saved vector"),
+        "{err}"
+    );
     early.insert_vectors(&saved, &flat).unwrap();
     let ranked = early.rerank_for(history, candidates, None, 1.7e12).unwrap();
     assert_eq!(

@@ -70,9 +70,17 @@ test("on a return visit the encoder is checked and used before the model has loa
     const earlier = await page.evaluate(async ({ modelUrl, encoderUrl, candidates }) => {
       const { LocalRank } = await import("/pkg/index.js");
       const rec = await LocalRank.create({ modelUrl, encoderUrl, workers: 1 }); // a new profile: nothing stored
-      for (const item of candidates.slice(6, 9)) await rec.record({ kind: "view", at: Date.now() - 60_000, item });
-      const ranked = await rec.rerank(candidates);
-      await rec.stats(); // every vector (the probe sentence's too) is on disk
+      const browse = async () => {
+        for (const item of candidates.slice(6, 9)) await rec.record({ kind: "view", at: Date.now() - 60_000, item });
+        const ranked = await rec.rerank(candidates);
+        await rec.stats(); // every vector (the probe sentence's too) is on disk
+        return ranked;
+      };
+      await browse();
+      // An erase takes the products' vectors with it, but not the probe sentence's; what is
+      // ranked after it is saved again.
+      await rec.clear();
+      const ranked = await browse();
       await rec.close();
       await caches.open("localrank-models").then(async (cache) => {
         for (const request of await cache.keys()) if (request.url.includes("MiniLM")) await cache.delete(request);
