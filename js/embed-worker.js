@@ -1,7 +1,7 @@
 // A helper of the worker pool (pool.js): its own wasm instance with the model, nothing else. It
 // never touches storage or the network beyond loading its own code: the model bytes arrive
 // from the main worker, already checked.
-// Messages in: { init: Uint8Array } then { id, batches: string[][] };
+// Messages in: { init: Uint8Array, wasmModule?, wasmUrl? } then { id, batches: string[][] };
 // out: { ready: true } | { id, vectors: Float32Array } | { id, error: { name, message, field? } }.
 import init, { Embedder } from "./localrank.js";
 import { LocalRankError } from "./errors.js";
@@ -11,7 +11,7 @@ let embedder = null;
 self.onmessage = async ({ data }) => {
   if (data.init) {
     try {
-      await init(data.wasmUrl ? { module_or_path: data.wasmUrl } : undefined);
+      await init(data.wasmModule || data.wasmUrl ? { module_or_path: data.wasmModule || data.wasmUrl } : undefined);
       embedder = new Embedder(data.init);
       self.postMessage({ ready: true });
     } catch (error) {

@@ -45,7 +45,7 @@ class Helper {
       this.#worker.onmessageerror = () => this.#fail(new LocalRankError("WorkerFailed", `embedding worker ${name} sent a message that could not be read`));
     });
     // A copy: the main worker keeps its own bytes (transferring would detach them).
-    this.#worker.postMessage({ init: modelBytes, wasmUrl: urls.wasmUrl });
+    this.#worker.postMessage({ init: modelBytes, wasmUrl: urls.wasmUrl, wasmModule: urls.wasmModule });
   }
 
   get dead() {
@@ -84,7 +84,8 @@ export class EmbedPool {
 
   /**
    * `helpers` helper workers, each loading `modelBytes` (already checked) into its own instance.
-   * `urls`: { wasmUrl, embedWorkerUrl }, where this package's files are if not beside it.
+   * `urls`: { wasmUrl, embedWorkerUrl }, where this package's files are if not beside it, and
+   * wasmModule: the compiled wasm, if the page compiled it (the helpers then do not).
    */
   constructor(helpers, modelBytes, { onWarning, ...urls }) {
     this.#modelBytes = modelBytes;

@@ -1,7 +1,8 @@
 // The localrank Web Worker: owns the model download (progress, sha256 check, Cache API), the
 // history in IndexedDB (storage.js), the wasm Recommender and the pool of embedding workers
 // (pool.js), so the page never freezes.
-// Messages in: {id, method, args}; out: {id, result} | {id, error: {name, message, field?}} |
+// Messages in: {wasmModule} (the page's compiled module, or null: compile it here) first, then
+// {id, method, args}; out: {id, result} | {id, error: {name, message, field?}} |
 // {type: "progress"|"warning", ...}.
 //
 // Every change to the history is written before it is kept: if IndexedDB refuses the write (a
@@ -72,6 +73,9 @@ function startPool() {
   poolPlan = null;
   pool = new EmbedPool(helpers, bytes, { ...urls, onWarning: (message) => post({ type: "warning", message }) });
 }
+/** The wasm module the page compiled (null: this worker compiles it), from its first message. */
+let receiveWasmModule;
+const pageWasmModule = new Promise((resolve) => (receiveWasmModule = resolve));
 /** This worker's wasm memory (its size is the peak so far: wasm memory never shrinks). */
 let wasmMemory = null;
 
@@ -393,8 +397,13 @@ class Start {
     this.urls = { modelUrl, manifestUrl, wasmUrl, embedWorkerUrl };
     this.workers = workers > 1 ? workers : 1;
     this.restoredVectors = 0;
-    // The wasm is fetched and compiled while the model is read and checked: neither waits.
-    this.wasmReady = init(wasmUrl ? { module_or_path: wasmUrl } : undefined);
+    // The wasm (compiled by the page, or fetched and compiled here) is instantiated while the
+    // model is read and checked: neither waits.
+    this.wasmReady = pageWasmModule.then((wasmModule) => {
+      this.urls.wasmModule = wasmModule; // for the helpers
+      const source = wasmModule || wasmUrl;
+      return init(source ? { module_or_path: source } : undefined); // undefined: beside localrank.js
+    });
     this.wasmReady.catch(() => {}); // awaited by wasm(); a model failure first must not leave it unhandled
   }
 
@@ -404,7 +413,7 @@ class Start {
 
   /** Reads the manifest, then starts reading the model and (later) the helper workers. */
   async readManifest() {
-    const { modelUrl, manifestUrl, wasmUrl, embedWorkerUrl } = this.urls;
+    const { modelUrl, manifestUrl } = this.urls;
     this.entry = await manifestEntry(manifestUrl, modelUrl);
     this.reached("manifest");
     modelId = `${this.entry.modelId}@${this.entry.sha256}`;
@@ -415,7 +424,8 @@ class Start {
     if (this.workers > 1) {
       poolStarted = new Promise((resolve) => (poolStartedNow = resolve));
       this.modelBytes.then((bytes) => {
-        poolPlan = { helpers: this.workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl } };
+        const { wasmUrl, embedWorkerUrl, wasmModule } = this.urls;
+        poolPlan = { helpers: this.workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl, wasmModule } };
         setTimeout(startPool, POOL_START_DELAY_MS);
       }, startPool);
     }
@@ -589,7 +599,8 @@ const methods = {
   },
 };
 
-self.onmessage = async ({ data: { id, method, args } }) => {
+self.onmessage = async ({ data: { id, method, args, wasmModule } }) => {
+  if (wasmModule !== undefined) return receiveWasmModule(wasmModule);
   try {
     if (method !== "init" && !recommender) throw new LocalRankError("NotReady", "localrank is not ready: call create() and await it first");
     const run = methods[method];

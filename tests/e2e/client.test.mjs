@@ -4,6 +4,7 @@
 // phase, in order, for a first load and for a load from the cache.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { BASE, useStoreServer, shopper } from "./harness.mjs";
 
 useStoreServer();
@@ -64,6 +65,42 @@ test("progress names the file and the phase, in order: fetch on a first load, ca
     }, MODEL_URL);
     assert.deepEqual(phases.first, ["model:fetch", "model:verify", "model:compile", "model:ready"]);
     assert.deepEqual(phases.second, ["model:cache", "model:verify", "model:compile", "model:ready"]);
+  } finally {
+    await close();
+  }
+});
+
+test("the wasm is compiled on the page and handed to the workers; when the page cannot, the worker compiles it", async () => {
+  const { page, close } = await shopper({ expectedFailures: [/WebAssembly|wasm|MIME/i] });
+  try {
+    await blankPage(page);
+    const wasmRequests = [];
+    page.on("request", (request) => request.url().endsWith(".wasm") && wasmRequests.push(request.url()));
+    const start = (options) =>
+      page.evaluate(async ({ modelUrl, options }) => {
+        const { LocalRank } = await import("/pkg/index.js");
+        const rec = await LocalRank.create({ modelUrl, workers: 2, ...options });
+        const vectors = await rec.embed(["Two-person backpacking tent", "Electric kettle", "Ceramic coffee mug"]);
+        const helpers = await rec.poolReady();
+        const { startup } = rec.info;
+        await rec.close();
+        return { vectors: [...vectors], helpers, startup };
+      }, { modelUrl: MODEL_URL, options });
+    const compiledHere = await start({});
+    assert.equal(wasmRequests.length, 1, `fetched once, by the page; the workers got the compiled module: ${wasmRequests}`);
+    assert.equal(compiledHere.helpers, 2, "the helper started from the page's module");
+    assert.ok(compiledHere.startup.wasm > 0 && compiledHere.startup.ready >= compiledHere.startup.wasm, JSON.stringify(compiledHere.startup));
+    wasmRequests.length = 0;
+    const notHere = await start({ compileOnPage: false });
+    assert.equal(wasmRequests.length, 2, `compileOnPage: false: each of the 2 workers fetches and compiles it: ${wasmRequests}`);
+    assert.deepEqual(notHere.vectors, compiledHere.vectors, "the same vectors");
+    // A server that sends the wasm as another type: streaming compilation refuses it on the page,
+    // and the worker compiles it from its bytes.
+    const wasm = readFileSync(new URL("../../pkg/localrank_bg.wasm", import.meta.url));
+    await page.route("**/localrank_bg.wasm", (route) => route.fulfill({ status: 200, contentType: "application/octet-stream", body: wasm }));
+    const fellBack = await start({});
+    assert.deepEqual(fellBack.vectors, compiledHere.vectors, "the same vectors after the fallback");
+    assert.equal(fellBack.helpers, 2);
   } finally {
     await close();
   }
