@@ -97,7 +97,7 @@ impl Default for TrainConfig {
             max_len: 50,
             epochs: 8,
             seed: 42,
-            batch_size: 128,
+            batch_size: 32,
             learning_rate: 2e-3,
             ffn_multiple: 1,
             dropout: 0.2,
