@@ -78,22 +78,25 @@ class Helper {
 export class EmbedPool {
   #slots = [];
   #generation = [];
-  #modelBytes;
+  #readModel;
   #urls;
   #onWarning;
 
   /**
    * `helpers` helper workers, each loading `modelBytes` (already checked) into its own instance.
+   * The pool does not keep those bytes (25 MB the main worker would otherwise hold for its
+   * whole life): a replacement for a helper that died gets them from `readModel()` (the checked
+   * copy on this device, or null if there is none, and then there is no replacement).
    * `urls`: { wasmUrl, embedWorkerUrl }, where this package's files are if not beside it, and
    * wasmModule: the compiled wasm, if the page compiled it (the helpers then do not).
    */
-  constructor(helpers, modelBytes, { onWarning, ...urls }) {
-    this.#modelBytes = modelBytes;
+  constructor(helpers, modelBytes, { onWarning, readModel, ...urls }) {
+    this.#readModel = readModel;
     this.#urls = urls;
     this.#onWarning = onWarning;
     for (let slot = 0; slot < helpers; slot++) {
       this.#generation.push(0);
-      this.#slots.push(this.#spawn(slot));
+      this.#slots.push(this.#spawn(slot, modelBytes));
     }
   }
 
@@ -146,11 +149,20 @@ export class EmbedPool {
     this.#slots = [];
   }
 
-  #spawn(slot) {
+  #spawn(slot, modelBytes) {
     const name = `localrank-embed-${slot}.${this.#generation[slot]++}`;
-    const helper = new Helper(name, this.#modelBytes, this.#urls);
+    const helper = new Helper(name, modelBytes, this.#urls);
     helper.ready.then((ok) => ok || this.#onWarning(`an embedding worker could not start (${helper.dead && helper.dead.message}); the others carry on`));
     return helper;
+  }
+
+  async #readModelOrNull() {
+    try {
+      return (await this.#readModel?.()) || null;
+    } catch (error) {
+      this.#onWarning(`the model could not be read again for a new embedding worker (${error.message})`);
+      return null;
+    }
   }
 
   // A share on `helper`; if the helper dies, once more on its replacement.
@@ -162,7 +174,12 @@ export class EmbedPool {
       const slot = this.#slots.indexOf(helper);
       if (slot < 0) throw error;
       helper.terminate();
-      const replacement = this.#spawn(slot);
+      const modelBytes = await this.#readModelOrNull();
+      if (!modelBytes) {
+        throw new LocalRankError("WorkerFailed", `an embedding worker died and cannot be replaced: the model is not on this device any more (${error.message})`, { cause: error });
+      }
+      if (this.#slots[slot] !== helper) throw error; // closed (or replaced) meanwhile
+      const replacement = this.#spawn(slot, modelBytes);
       this.#slots[slot] = replacement;
       if (!(await replacement.ready)) throw new LocalRankError("WorkerFailed", `an embedding worker died and its replacement could not start: ${error.message}`);
       try {

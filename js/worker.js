@@ -139,16 +139,9 @@ async function download(url, expectedBytes, label, file) {
 // file in messages ("model", "store encoder"); `file` in progress events ("model", "encoder").
 async function loadModelBytes(modelUrl, entry, label = "model", file = "model") {
   const cache = await caches.open(MODEL_CACHE);
-  const key = `${new URL(modelUrl, self.location.href).pathname}?model=${encodeURIComponent(entry.modelId)}&sha256=${entry.sha256}`;
-  const cached = await cache.match(key);
-  if (cached) {
-    const bytes = new Uint8Array(await cached.arrayBuffer());
-    progress(file, "cache", bytes.length, bytes.length);
-    progress(file, "verify", bytes.length, bytes.length);
-    if ((await sha256(bytes)) === entry.sha256) return bytes;
-    await cache.delete(key);
-    post({ type: "warning", message: `the cached ${label} file is corrupt (checksum mismatch): fetching it again` });
-  }
+  const key = modelCacheKey(modelUrl, entry);
+  const cached = await readCached(cache, key, entry, label, file);
+  if (cached) return cached;
   for (let attempt = 1; ; attempt++) {
     const bytes = await download(modelUrl, entry.bytes, label, file);
     progress(file, "verify", bytes.length, bytes.length);
@@ -167,6 +160,37 @@ async function loadModelBytes(modelUrl, entry, label = "model", file = "model") 
     post({ type: "warning", message: `${problem}: fetching it again` });
   }
 }
+
+const modelCacheKey = (modelUrl, entry) => `${new URL(modelUrl, self.location.href).pathname}?model=${encodeURIComponent(entry.modelId)}&sha256=${entry.sha256}`;
+
+// The cached copy of a file if it is there and its checksum holds (a corrupt copy is deleted,
+// with a warning), else null. `file` names it in progress events; null sends none.
+async function readCached(cache, key, entry, label, file) {
+  const cached = await cache.match(key);
+  if (!cached) return null;
+  const bytes = new Uint8Array(await cached.arrayBuffer());
+  if (file) {
+    progress(file, "cache", bytes.length, bytes.length);
+    progress(file, "verify", bytes.length, bytes.length);
+  }
+  if ((await sha256(bytes)) === entry.sha256) return bytes;
+  await cache.delete(key);
+  post({ type: "warning", message: `the cached ${label} file is corrupt (checksum mismatch): fetching it again` });
+  return null;
+}
+
+/**
+ * The model for a replacement helper worker, from this device's cache only (null if it is not
+ * there): a helper dying must not make the page ask the server for anything. No progress
+ * events: the page's model has long been loaded.
+ */
+async function readCachedModel(modelUrl, entry) {
+  return readCached(await caches.open(MODEL_CACHE), modelCacheKey(modelUrl, entry), entry, "model", null);
+}
+
+// Made at the top level, not inline in `Start`: a closure there would keep the start, and with it
+// the model's bytes, alive as long as the pool.
+const cachedModelReader = (modelUrl, entry) => () => readCachedModel(modelUrl, entry);
 
 // Set when a saved copy that could not be read could not be set aside either: saving now would
 // overwrite it, so nothing is saved until the shopper erases (or the next visit sets it aside).
@@ -425,7 +449,8 @@ class Start {
       poolStarted = new Promise((resolve) => (poolStartedNow = resolve));
       this.modelBytes.then((bytes) => {
         const { wasmUrl, embedWorkerUrl, wasmModule } = this.urls;
-        poolPlan = { helpers: this.workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl, wasmModule } };
+        const readModel = cachedModelReader(modelUrl, this.entry);
+        poolPlan = { helpers: this.workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl, wasmModule, readModel } };
         setTimeout(startPool, POOL_START_DELAY_MS);
       }, startPool);
     }

@@ -1,7 +1,8 @@
 // The worker pool (issue 12 part 1), on a page that is not cross-origin isolated: the vectors
 // out of two workers are bit for bit one worker's; a helper that dies mid-batch is replaced and
-// its share retried once, a second death is a `WorkerFailed` error and the client carries on;
-// `close()` leaves no worker alive.
+// its share retried once (the model read again from this device's cache: the pool keeps no copy),
+// a second death is a `WorkerFailed` error and the client carries on; `close()` leaves no
+// worker alive.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BASE, useStoreServer, shopper } from "./harness.mjs";
@@ -77,13 +78,16 @@ test("close() leaves no worker alive", async () => {
 
 // Runs in the page: a LocalRank whose helper workers crash on a batch (`always`, or only the
 // first generation of each helper), counting crashes on a BroadcastChannel.
-const crashingPool = async ({ modelUrl, texts, always }) => {
+// `evict`: the model's cached copy is deleted once the helpers run (as a browser evicting it
+// would), so a replacement has no model to load: the pool keeps no copy of its own.
+const crashingPool = async ({ modelUrl, texts, always, evict = false }) => {
   const { LocalRank, LocalRankError } = await import("/pkg/index.js");
   const embedWorkerUrl = `/test-fixtures/crashing-embed-worker.js${always ? "?always" : ""}`;
   let crashes = 0;
   new BroadcastChannel("planted").onmessage = () => crashes++;
   const rec = await LocalRank.create({ modelUrl, workers: 2, embedWorkerUrl });
   await rec.poolReady();
+  if (evict) await caches.delete("localrank-models");
   const first = await rec.embed(texts).then(
     (vectors) => ({ vectors: Array.from(vectors) }),
     (e) => ({ failure: { name: e.name, typed: e instanceof LocalRankError, message: e.message } }),
@@ -122,6 +126,24 @@ test("a helper that dies twice is a WorkerFailed error, and the client carries o
     assert.match(outcome.failure.message, /died twice/);
     assert.equal(outcome.crashes, 2, "the share was tried on the helper and on one replacement");
     assert.equal(outcome.rowsAfter, texts.length, "the next call embeds everything on the main worker");
+  } finally {
+    await close();
+  }
+});
+
+test("a helper that dies when the model is no longer cached is not replaced: a WorkerFailed error that says why, no request, and the client carries on alone", async () => {
+  const { page, close, requests } = await shopper({ expectedFailures: [/planted crash/] });
+  try {
+    await blankPage(page);
+    const texts = await catalogTexts();
+    const before = requests.length;
+    const outcome = await page.evaluate(crashingPool, { modelUrl: MODEL_URL, texts, always: false, evict: true });
+    assert.equal(outcome.failure && outcome.failure.name, "WorkerFailed", JSON.stringify(outcome.failure));
+    assert.match(outcome.failure.message, /cannot be replaced: the model is not on this device/);
+    assert.equal(outcome.crashes, 1, "no replacement ran the share");
+    assert.equal(outcome.rowsAfter, texts.length, "the next call embeds everything on the main worker");
+    const modelRequests = requests.slice(before).filter(({ url }) => url.includes(".gguf"));
+    assert.equal(modelRequests.length, 1, `the model was fetched once, by create(), never for a replacement (${modelRequests.map((r) => r.url)})`);
   } finally {
     await close();
   }
