@@ -164,8 +164,9 @@ async function loadModelBytes(modelUrl, entry, label = "model", file = "model") 
 const modelCacheKey = (modelUrl, entry) => `${new URL(modelUrl, self.location.href).pathname}?model=${encodeURIComponent(entry.modelId)}&sha256=${entry.sha256}`;
 
 // The cached copy of a file if it is there and its checksum holds (a corrupt copy is deleted,
-// with a warning), else null. `file` names it in progress events; null sends none.
-async function readCached(cache, key, entry, label, file) {
+// with a warning that ends with `next`: what happens instead), else null. `file` names it in
+// progress events; null sends none.
+async function readCached(cache, key, entry, label, file, next = "fetching it again") {
   const cached = await cache.match(key);
   if (!cached) return null;
   const bytes = new Uint8Array(await cached.arrayBuffer());
@@ -175,7 +176,7 @@ async function readCached(cache, key, entry, label, file) {
   }
   if ((await sha256(bytes)) === entry.sha256) return bytes;
   await cache.delete(key);
-  post({ type: "warning", message: `the cached ${label} file is corrupt (checksum mismatch): fetching it again` });
+  post({ type: "warning", message: `the cached ${label} file is corrupt (checksum mismatch): ${next}` });
   return null;
 }
 
@@ -185,7 +186,7 @@ async function readCached(cache, key, entry, label, file) {
  * events: the page's model has long been loaded.
  */
 async function readCachedModel(modelUrl, entry) {
-  return readCached(await caches.open(MODEL_CACHE), modelCacheKey(modelUrl, entry), entry, "model", null);
+  return readCached(await caches.open(MODEL_CACHE), modelCacheKey(modelUrl, entry), entry, "model", null, "deleted; the embedding worker is not replaced");
 }
 
 // Made at the top level, not inline in `Start`: a closure there would keep the start, and with it
