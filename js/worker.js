@@ -181,17 +181,13 @@ async function readCached(cache, key, entry, label, file, next = "fetching it ag
 }
 
 /**
- * The model for a replacement helper worker, from this device's cache only (null if it is not
- * there): a helper dying must not make the page ask the server for anything. No progress
- * events: the page's model has long been loaded.
+ * Reads the model for a replacement helper worker from this device's cache only (null if it is
+ * not there): a helper dying must not make the page ask the server for anything. No progress
+ * events: the page's model has long been loaded. Made at the top level, not inline in `Start`:
+ * a closure there would keep the start, and with it the model's bytes, alive as long as the pool.
  */
-async function readCachedModel(modelUrl, entry) {
-  return readCached(await caches.open(MODEL_CACHE), modelCacheKey(modelUrl, entry), entry, "model", null, "deleted; the embedding worker is not replaced");
-}
-
-// Made at the top level, not inline in `Start`: a closure there would keep the start, and with it
-// the model's bytes, alive as long as the pool.
-const cachedModelReader = (modelUrl, entry) => () => readCachedModel(modelUrl, entry);
+const cachedModelReader = (modelUrl, entry) => async () =>
+  readCached(await caches.open(MODEL_CACHE), modelCacheKey(modelUrl, entry), entry, "model", null, "deleted; the embedding worker is not replaced");
 
 // Set when a saved copy that could not be read could not be set aside either: saving now would
 // overwrite it, so nothing is saved until the shopper erases (or the next visit sets it aside).
