@@ -312,27 +312,39 @@ async function restoreVectors() {
   }
 }
 
-// After a history change, in the background: embeds what the history has that is not on disk
-// yet (usually the one product just recorded, often already in the cache from ranking) and makes
-// the disk hold exactly the history's vectors (a forgotten product's vector goes with it).
+// Saves of vectors run in the background, one after another. An erase bumps `erasures`; a save
+// queued before it (or for a ranking asked before it) writes nothing afterwards: its texts were
+// read before the erase, and writing them would put back part of what the shopper just erased.
 let vectorSync = Promise.resolve();
-function syncHistoryVectors() {
+let erasures = 0;
+function inBackground(task, erasuresThen = erasures) {
+  const erasedSince = () => erasures !== erasuresThen;
   vectorSync = vectorSync.then(async () => {
-    if (!recommender || !storedKeys) return;
     try {
       await needModel();
-      const texts = recommender.historyTexts();
-      const keys = await Promise.all(texts.map(vectorKey));
-      const missing = texts.filter((_, i) => !storedKeys.has(keys[i]));
-      const added = missing.length ? await keyedVectors(missing) : [];
-      const keep = new Set(keys);
-      await syncVectors(added, keep);
-      storedKeys = keep;
+      await task(erasedSince);
     } catch (error) {
       console.warn(`localrank: product vectors were not kept on this device (${error && error.name}); they will be computed again`);
     }
   });
   return vectorSync;
+}
+
+// After a history change, in the background: embeds what the history has that is not on disk
+// yet (usually the one product just recorded, often already in the cache from ranking) and makes
+// the disk hold exactly the history's vectors (a forgotten product's vector goes with it).
+function syncHistoryVectors() {
+  return inBackground(async (erasedSince) => {
+    if (!recommender || !storedKeys) return;
+    const texts = recommender.historyTexts();
+    const keys = await Promise.all(texts.map(vectorKey));
+    const missing = texts.filter((_, i) => !storedKeys.has(keys[i]));
+    const added = missing.length ? await keyedVectors(missing) : [];
+    if (erasedSince()) return;
+    const keep = new Set(keys);
+    await syncVectors(added, keep);
+    storedKeys = keep;
+  });
 }
 
 // Products' vectors across page loads: a bounded cache (least recently used go), so a product
@@ -355,17 +367,14 @@ async function restoreSavedTexts(texts) {
   }
 }
 
-// After ranking, in the background: saves the vectors ranking just computed.
-function keepProductVectors(texts) {
+// After ranking, in the background: saves the vectors ranking just computed. `erasuresThen`:
+// the count when the ranking was asked for (an erase while it ran drops the save too).
+function keepProductVectors(texts, erasuresThen = erasures) {
   if (!texts.length) return;
-  vectorSync = vectorSync.then(async () => {
-    try {
-      await needModel();
-      await saveProductVectors(await keyedVectors(texts), PRODUCT_VECTOR_CAP);
-    } catch (error) {
-      console.warn(`localrank: product vectors were not kept on this device (${error && error.name}); they will be computed again`);
-    }
-  });
+  inBackground(async (erasedSince) => {
+    const entries = await keyedVectors(texts);
+    if (!erasedSince()) await saveProductVectors(entries, PRODUCT_VECTOR_CAP);
+  }, erasuresThen);
 }
 
 // The store's sequence encoder: fetched with progress and checked against the checksum in its
@@ -561,6 +570,7 @@ const methods = {
   },
   // Lenient: what cannot be ranked is left out and named in `dropped`, the rest is ranked.
   async rerank(candidates, options) {
+    const erasuresThen = erasures;
     // The texts neither in memory nor on disk: embedded here (across the pool), saved after.
     const unsaved = await restoreSavedTexts(recommender.uncachedTexts(candidates, options));
     if (!recommender.hasModel) {
@@ -578,7 +588,7 @@ const methods = {
     }
     await embedIntoCache(unsaved);
     const result = recommender.rerankAdmitting(candidates, options);
-    keepProductVectors(unsaved);
+    keepProductVectors(unsaved, erasuresThen);
     return result;
   },
   history() {
@@ -596,6 +606,8 @@ const methods = {
     return { ...recommender.cacheStats(), storedVectors: storedKeys ? storedKeys.size : 0, memoryBytes: wasmMemory.buffer.byteLength };
   },
   clear() {
+    // At once, not when the erase's turn comes: no save begun before this call writes after it.
+    erasures += 1;
     return serially(async () => {
       try {
         await eraseAll();

@@ -154,6 +154,34 @@ test("waitForModel: false ranks a return visit from the saved vectors, before an
   }
 });
 
+test("an erase during a background save leaves nothing of the erased history on disk", async () => {
+  const { page, close } = await shopper();
+  try {
+    await blankPage(page);
+    const stored = await page.evaluate(async (modelUrl) => {
+      const { LocalRank } = await import("/pkg/index.js");
+      const storage = await import("/pkg/storage.js");
+      const rec = await LocalRank.create({ modelUrl, workers: 2 });
+      await rec.clear();
+      // A long description takes the helper tens of milliseconds to embed: record() resolves
+      // once the event is saved, and the erase arrives while its vector is being computed.
+      const description = "A waxed canvas rucksack with leather straps and a padded laptop sleeve. ".repeat(30);
+      await rec.record({ kind: "view", at: Date.now(), item: { id: "rucksack", title: "Canvas rucksack", description } });
+      await rec.clear();
+      const ranked = rec.rerank([{ id: "tent", title: "Two-person tent", description: description.replace(/rucksack/g, "tent"), score: 1 }]);
+      await rec.clear();
+      await ranked;
+      await rec.stats(); // every background save has finished
+      const counts = { history: await storage.storedVectorCount(), products: await storage.storedProductVectorCount(), events: (await rec.history()).length };
+      await rec.close();
+      return counts;
+    }, MODEL_URL);
+    assert.deepEqual(stored, { history: 0, products: 0, events: 0 }, "the history's and the products' vectors, seen before the erase, stay erased");
+  } finally {
+    await close();
+  }
+});
+
 /** A ranking's ids and reasons. */
 function withoutScores(ranked) {
   return ranked.map(({ id, reason }) => ({ id, reason }));
