@@ -399,3 +399,27 @@ fn train_refuses_logs_with_no_sequence_and_names_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn eval_names_the_store_variant_whose_options_are_wrong() {
+    let dir = tiny_store("eval-variants", 3);
+    let output = localrank()
+        .args(["eval", "--items"])
+        .arg(dir.join("items.jsonl"))
+        .arg("--events")
+        .arg(dir.join("events.csv"))
+        .args([
+            "--store-variants",
+            r#"{"fine": {"diversity": 0}, "too-much-prior": {"serverWeight": 2}}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--store-variants: too-much-prior")
+            && stderr.contains("serverWeight")
+            && !stderr.contains("fine"),
+        "{stderr}"
+    );
+}

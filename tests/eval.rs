@@ -46,6 +46,7 @@ fn eval_config(users: usize, epochs: usize) -> EvalConfig {
         protocol: config(users),
         models: vec![model_path("q8_0")],
         options: Options::default(),
+        store_variants: Vec::new(),
         cold_items: 0.0,
         train: TrainConfig {
             epochs,
@@ -232,8 +233,27 @@ fn candidate_files_give_the_first_19_non_targets_plus_the_target() {
 fn every_ranker_gives_sane_numbers_and_metrics_json_has_its_shape() {
     let ds = ml_100k();
     // A few epochs: enough to check the protocol and the ordering below, not the full run.
-    let config = eval_config(150, 4);
+    // Two blend variants ride along: the shipped options must reproduce `localrank-store`.
+    let config = EvalConfig {
+        store_variants: vec![
+            ("shipped".into(), Options::default()),
+            (
+                "encoder-and-text".into(),
+                Options {
+                    diversity: 0.0,
+                    server_weight: 0.0,
+                    ..Options::default()
+                },
+            ),
+        ],
+        ..eval_config(150, 4)
+    };
     let report = evaluate(ds, &config, &|_, _, _| {}).unwrap();
+    assert_eq!(
+        report.rankers["localrank-store[shipped]"], report.rankers["localrank-store"],
+        "a variant with the shipped options is localrank-store"
+    );
+    assert!(report.rankers["localrank-store[encoder-and-text]"]["ndcg@10"] > 0.0);
     println!("{}", report.table());
     let names = [
         "random",

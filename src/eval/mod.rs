@@ -34,6 +34,9 @@ pub struct EvalConfig {
     pub models: Vec<PathBuf>,
     /// Options for the `localrank` and `localrank-hybrid` rankers (default: the shipped ones).
     pub options: Options,
+    /// Extra `localrank-store[label]` rankers, each the store blend with its own options, for
+    /// tuning the blend on one trained model (empty: none; the default report is unchanged).
+    pub store_variants: Vec<(String, Options)>,
     /// Share of the catalog held out of every training part (0 = none): the cold-product split.
     /// Metrics then also cover the users whose target is one of these products.
     pub cold_items: f64,
@@ -74,6 +77,8 @@ enum Ranker {
         /// category or product page knows about what the shopper is looking at.
         in_context: bool,
     },
+    /// `localrank-store` with the options of `EvalConfig::store_variants[i]`.
+    StoreVariant(usize),
 }
 
 /// Everything a setting's rankers may learn from its training part.
@@ -132,8 +137,11 @@ pub fn evaluate(
         recommenders.push(recommender);
     }
     let cold = cold_items(dataset, config.cold_items, config.protocol.seed)?;
-    let rankers = ranker_list(recommenders.len());
-    let names = ranker_names(&rankers, &dtypes);
+    let mut rankers = ranker_list(recommenders.len());
+    if !recommenders.is_empty() {
+        rankers.extend((0..config.store_variants.len()).map(Ranker::StoreVariant));
+    }
+    let names = ranker_names(&rankers, &dtypes, &config.store_variants);
     let bm25 = Bm25::new(&dataset.items);
     let mut report = Report::new(&dataset.name, &names);
     report.data_quality = dataset.report.clone();
@@ -167,12 +175,17 @@ pub fn evaluate(
         report.set_users(setting, tasks.len());
         for (ranker, name) in rankers.iter().zip(&names) {
             let label = format!("{name} ({} users, {})", tasks.len(), setting.label());
-            if let Ranker::Localrank { model, variant, .. } = ranker {
+            let (model, variant) = match ranker {
+                Ranker::Localrank { model, variant, .. } => (*model, *variant),
+                Ranker::StoreVariant(_) => (0, Variant::Store),
+                _ => (usize::MAX, Variant::Default),
+            };
+            if model != usize::MAX {
                 match (variant, &trained.store) {
                     (Variant::Store, Some(store)) => {
-                        recommenders[*model].set_encoder(&store.encoder_bytes)?
+                        recommenders[model].set_encoder(&store.encoder_bytes)?
                     }
-                    _ => recommenders[*model].clear_encoder(),
+                    _ => recommenders[model].clear_encoder(),
                 }
             }
             for (done, task) in tasks.iter().enumerate() {
@@ -234,7 +247,11 @@ fn ranker_list(models: usize) -> Vec<Ranker> {
 }
 
 /// The names outside checks read: plain for the first model, `@dtype` after it for others.
-fn ranker_names(rankers: &[Ranker], dtypes: &[String]) -> Vec<String> {
+fn ranker_names(
+    rankers: &[Ranker],
+    dtypes: &[String],
+    store_variants: &[(String, Options)],
+) -> Vec<String> {
     rankers
         .iter()
         .map(|ranker| match ranker {
@@ -243,6 +260,7 @@ fn ranker_names(rankers: &[Ranker], dtypes: &[String]) -> Vec<String> {
             Ranker::Bm25 => "bm25".into(),
             Ranker::ItemKnn => "item-knn".into(),
             Ranker::Sequential => "sequential".into(),
+            Ranker::StoreVariant(i) => format!("localrank-store[{}]", store_variants[*i].0),
             Ranker::Localrank {
                 model,
                 variant,
@@ -332,6 +350,14 @@ fn rank(
                 },
             )?
         }
+        Ranker::StoreVariant(i) => localrank(
+            &mut recommenders[0],
+            Variant::Store,
+            task,
+            dataset,
+            trained,
+            &config.store_variants[*i].1,
+        )?,
     })
 }
 

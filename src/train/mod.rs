@@ -67,10 +67,17 @@ pub enum Schedule {
     /// to zero at the last step: the usual choice when the number of steps is fixed in advance,
     /// as a time budget fixes it here.
     WarmupCosine,
+    /// The same rate until the last `DECAY_SHARE` of the steps, then down linearly to zero at
+    /// the last step ("warmup-stable-decay" without the warm-up): the constant rate's progress,
+    /// with the low-rate finish that settles the weights where the noise of a high rate keeps
+    /// them moving.
+    ConstantThenDecay,
 }
 
 /// Share of a run's steps spent warming the rate up.
 const WARMUP_SHARE: f64 = 0.05;
+/// Share of a run's steps spent bringing the rate down (`ConstantThenDecay`).
+const DECAY_SHARE: f64 = 0.2;
 
 impl Schedule {
     /// The rate for optimiser step `step` (0-based) of `steps`, for a peak rate `peak`.
@@ -85,6 +92,11 @@ impl Schedule {
                 }
                 let progress = (step - warmup + 1.0) / (steps as f64 - warmup + 1.0);
                 peak * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+            }
+            Schedule::ConstantThenDecay => {
+                let decay = (DECAY_SHARE * steps as f64).ceil().max(1.0);
+                let left = steps.saturating_sub(step) as f64; // steps from this one to the end
+                peak * (left / decay).min(1.0)
             }
         }
     }
@@ -755,6 +767,37 @@ mod tests {
         assert_eq!(Schedule::Constant.rate(peak, 77, steps), peak);
         // A one-step run still takes a step.
         assert!(Schedule::WarmupCosine.rate(peak, 0, 1) > 0.0);
+    }
+
+    #[test]
+    fn constant_then_decay_holds_the_peak_then_falls_linearly_to_near_zero() {
+        let (peak, steps) = (2e-3, 100);
+        let rates: Vec<f64> = (0..steps)
+            .map(|s| Schedule::ConstantThenDecay.rate(peak, s, steps))
+            .collect();
+        let decay_from = 80; // the last 20% of 100
+        assert!(
+            rates[..=decay_from].iter().all(|&r| r == peak),
+            "holds the peak"
+        );
+        assert!(
+            rates[decay_from..].windows(2).all(|w| w[0] > w[1]),
+            "then only falls: {:?}",
+            &rates[decay_from..]
+        );
+        let step = rates[decay_from] - rates[decay_from + 1];
+        assert!(
+            rates[decay_from..]
+                .windows(2)
+                .all(|w| ((w[0] - w[1]) - step).abs() < 1e-12),
+            "linearly"
+        );
+        assert!(
+            (rates[steps - 1] - peak / 20.0).abs() < 1e-12,
+            "{}",
+            rates[steps - 1]
+        );
+        assert!(Schedule::ConstantThenDecay.rate(peak, 0, 1) > 0.0);
     }
 
     #[test]

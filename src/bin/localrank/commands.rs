@@ -94,6 +94,11 @@ enum Command {
         /// Options JSON for the localrank rankers (default: the shipped defaults).
         #[arg(long)]
         options: Option<String>,
+        /// For tuning the blend: a JSON object of label -> options JSON; each adds a ranker
+        /// `localrank-store[label]`, the store model's blend with those options, all on the one
+        /// trained model (e.g. '{"diversity-0": {"diversity": 0}}').
+        #[arg(long)]
+        store_variants: Option<String>,
         /// Epochs of the store's sequence encoder (trained on the training part).
         #[arg(long, default_value_t = TrainConfig::default().epochs)]
         train_epochs: usize,
@@ -241,6 +246,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             mut models,
             out,
             options,
+            store_variants,
             train_epochs,
             train_dim,
             train_max_len,
@@ -259,6 +265,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 Some(json) => serde_json::from_str(&json).map_err(|e| format!("--options: {e}"))?,
                 None => Options::default(),
             };
+            let store_variants = match store_variants {
+                Some(json) => parse_store_variants(&json)?,
+                None => Vec::new(),
+            };
             if models.is_empty() {
                 models.push(PathBuf::from(DEFAULT_MODEL));
             }
@@ -276,6 +286,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     protocol,
                     models,
                     options,
+                    store_variants,
                     cold_items,
                     train: TrainConfig {
                         epochs: train_epochs,
@@ -627,4 +638,22 @@ fn eval(
     }
     eprintln!("eval: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// `--store-variants`: label -> options, in the order given; every options object is checked
+/// as `--options` is, and named by its label when it is not valid.
+fn parse_store_variants(json: &str) -> Result<Vec<(String, Options)>, String> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| format!("--store-variants: {e}"))?;
+    object
+        .into_iter()
+        .map(|(label, value)| {
+            let options: Options = serde_json::from_value(value)
+                .map_err(|e| format!("--store-variants: {label}: {e}"))?;
+            options
+                .validate()
+                .map_err(|e| format!("--store-variants: {label}: {e}"))?;
+            Ok((label, options))
+        })
+        .collect()
 }
