@@ -453,8 +453,10 @@ class Start {
     this.modelBytes.then(() => this.reached("modelRead"), () => {}); // the failure is awaited by attachModel()
     if (this.workers > 1) {
       poolStarted = new Promise((resolve) => (poolStartedNow = resolve));
-      this.modelBytes.then((bytes) => {
-        const { wasmUrl, embedWorkerUrl, wasmModule } = this.urls;
+      // After the page's compiled wasm has come too (or the word that it could not be): the
+      // helpers get the module rather than fetching the file again, however slow the compile.
+      Promise.all([this.modelBytes, pageWasmModule]).then(([bytes, wasmModule]) => {
+        const { wasmUrl, embedWorkerUrl } = this.urls;
         const readModel = cachedModelReader(modelUrl, this.entry);
         poolPlan = { helpers: this.workers - 1, bytes, urls: { wasmUrl, embedWorkerUrl, wasmModule, readModel } };
         setTimeout(startPool, POOL_START_DELAY_MS);

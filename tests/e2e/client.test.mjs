@@ -90,6 +90,18 @@ test("the wasm is compiled on the page and handed to the workers; when the page 
     assert.equal(wasmRequests.length, 1, `fetched once, by the page; the workers got the compiled module: ${wasmRequests}`);
     assert.equal(compiledHere.helpers, 2, "the helper started from the page's module");
     assert.ok(compiledHere.startup.wasm > 0 && compiledHere.startup.ready >= compiledHere.startup.wasm, JSON.stringify(compiledHere.startup));
+    // The page's module ready only after the model is read (a slow network, a busy machine):
+    // the helpers still wait for it rather than fetch the file themselves.
+    wasmRequests.length = 0;
+    await page.route("**/localrank_bg.wasm", async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await route.continue();
+    });
+    const slowWasm = await start({});
+    await page.unroute("**/localrank_bg.wasm");
+    assert.equal(wasmRequests.length, 1, `a slow wasm is still fetched once, by the page: ${wasmRequests}`);
+    assert.ok(slowWasm.startup.modelRead < slowWasm.startup.wasm, `the model was read first: ${JSON.stringify(slowWasm.startup)}`);
+    assert.equal(slowWasm.helpers, 2);
     wasmRequests.length = 0;
     const notHere = await start({ compileOnPage: false });
     assert.equal(wasmRequests.length, 2, `compileOnPage: false: each of the 2 workers fetches and compiles it: ${wasmRequests}`);
