@@ -372,6 +372,7 @@ async function restoreSavedTexts(texts) {
 function keepProductVectors(texts, erasuresThen = erasures) {
   if (!texts.length) return;
   inBackground(async (erasedSince) => {
+    if (erasedSince()) return; // nor embedded again: the erase emptied the cache
     const entries = await keyedVectors(texts);
     if (!erasedSince()) await saveProductVectors(entries, PRODUCT_VECTOR_CAP);
   }, erasuresThen);
