@@ -81,6 +81,17 @@ enum Ranker {
     StoreVariant(usize),
 }
 
+impl Ranker {
+    /// The localrank model a ranker runs on and how, or None for the baselines.
+    fn localrank_model(&self) -> Option<(usize, Variant)> {
+        match self {
+            Ranker::Localrank { model, variant, .. } => Some((*model, *variant)),
+            Ranker::StoreVariant(_) => Some((0, Variant::Store)),
+            _ => None,
+        }
+    }
+}
+
 /// Everything a setting's rankers may learn from its training part.
 struct Trained {
     popularity: Vec<f64>,
@@ -175,12 +186,7 @@ pub fn evaluate(
         report.set_users(setting, tasks.len());
         for (ranker, name) in rankers.iter().zip(&names) {
             let label = format!("{name} ({} users, {})", tasks.len(), setting.label());
-            let (model, variant) = match ranker {
-                Ranker::Localrank { model, variant, .. } => (*model, *variant),
-                Ranker::StoreVariant(_) => (0, Variant::Store),
-                _ => (usize::MAX, Variant::Default),
-            };
-            if model != usize::MAX {
+            if let Some((model, variant)) = ranker.localrank_model() {
                 match (variant, &trained.store) {
                     (Variant::Store, Some(store)) => {
                         recommenders[model].set_encoder(&store.encoder_bytes)?
